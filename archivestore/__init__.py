@@ -1,0 +1,1 @@
+"""archivestore: public imaging archives in one chunked Zarr v3 store."""

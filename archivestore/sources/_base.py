@@ -1,0 +1,100 @@
+"""The one small interface every source implements: an iterable of :class:`Item`.
+
+A source knows where an archive keeps its images (a directory, an HTTP API, ...).
+It yields one :class:`Item` per image, carrying the image id, its full metadata
+record, and *lazy* loaders for the encoded bytes of the image and of its optional
+superpixel image, lesion mask, per-feature attribute masks and study annotations.
+Nothing is fetched or decoded until the ingestor calls a loader, so listing a
+source is cheap and a failure in one item's bytes is reported against that item.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Annotation", "BadItem", "Item", "Source", "validate_id"]
+
+Loader = Callable[[], bytes]
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+
+
+class BadItem(ValueError):
+    """An item that cannot be ingested; the message names the item and the reason."""
+
+    def __init__(self, item_id: str, where: str, reason: str) -> None:
+        self.item_id = item_id
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{item_id}: {where}: {reason}")
+
+
+def validate_id(image_id: str, where: str = "") -> str:
+    """Return ``image_id`` if it is safe as a Zarr node name, else raise :class:`BadItem`.
+
+    An id must start with a letter or digit and contain only letters, digits,
+    ``_``, ``-`` and ``.``, never ``..`` (no path tricks: ``/`` is Zarr's path
+    separator).
+    """
+    if not isinstance(image_id, str) or not _ID_RE.match(image_id) or ".." in image_id:
+        raise BadItem(str(image_id), where or str(image_id), "unsafe image id (allowed: letters, digits, _ - .; no '..' or '/')")
+    return image_id
+
+
+@dataclass
+class Annotation:
+    """One rater's per-superpixel feature values for one image in a study.
+
+    ``values`` loads ``{feature: [value per superpixel]}`` with values
+    0 (absent), 0.5 (possible) or 1 (definite).
+    """
+
+    study: str
+    rater: str
+    values: Callable[[], Mapping[str, Any]]
+    where: str = ""
+
+
+@dataclass
+class Item:
+    """One image of a source, with lazy loaders for its encoded bytes.
+
+    Parameters
+    ----------
+    id
+        Image id, used as the group name ``images/<id>``.
+    metadata
+        The image's full original metadata record (JSON-compatible).
+    image, superpixels, mask
+        Loaders returning encoded bytes (JPEG/PNG), or ``None`` if absent.
+    attributes
+        ``{feature: loader}`` of per-feature 0/255 attribute mask PNGs.
+    annotations
+        Study annotations attached to this image.
+    where
+        Human-readable origin (file path or URL without secrets) for errors.
+    """
+
+    id: str
+    metadata: dict[str, Any]
+    image: Loader | None = None
+    superpixels: Loader | None = None
+    mask: Loader | None = None
+    attributes: dict[str, Loader] = field(default_factory=dict)
+    annotations: list[Annotation] = field(default_factory=list)
+    where: str = ""
+
+
+class Source(Protocol):
+    """Anything that iterates :class:`Item` objects.
+
+    ``problems`` collects items the source itself found unusable (for example a
+    file name with an unsafe id) as :class:`BadItem`; the ingestor reports them.
+    """
+
+    problems: list[BadItem]
+
+    def __iter__(self) -> Iterator[Item]: ...

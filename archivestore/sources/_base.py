@@ -76,6 +76,8 @@ class Item:
         Study annotations attached to this image.
     where
         Human-readable origin (file path or URL without secrets) for errors.
+    rater
+        Whose masks ``mask``/``attributes`` are (default ``ground_truth``).
     """
 
     id: str
@@ -86,6 +88,8 @@ class Item:
     attributes: dict[str, Loader] = field(default_factory=dict)
     annotations: list[Annotation] = field(default_factory=list)
     where: str = ""
+    rater: str = "ground_truth"
+    """Whose ``mask`` and ``attributes`` these are; other raters' masks go to ``masks/<rater>/<id>``."""
 
 
 class Source(Protocol):

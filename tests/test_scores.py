@@ -130,7 +130,14 @@ EDGE_CASES = {
     "ISIC_0000902": (lambda s: np.full(s, 255, np.uint8), lambda s: np.zeros(s, np.uint8)),  # empty prediction
     "ISIC_0000903": (lambda s: np.full(s, 255, np.uint8), lambda s: np.full(s, 255, np.uint8)),  # all positive
     "ISIC_0000904": (lambda s: np.full(s, 128, np.uint8), lambda s: np.full(s, 129, np.uint8)),  # the threshold
+    "ISIC_0000905": (lambda s: _first(s, 20), lambda s: _first(s, 13)),  # Jaccard exactly 13/20 = 0.65
 }
+
+
+def _first(shape: tuple[int, int], n: int) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
+    out.flat[:n] = 255
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +195,7 @@ def test_lesion_scores_match_official(lesion_case):
 
 def test_lesion_edge_cases(lesion_case):
     ds = score(lesion_case[0], image_ids=list(EDGE_CASES))
-    both_empty, empty_truth, empty_pred, full, at_threshold = (ds.sel(image=i) for i in EDGE_CASES)
+    both_empty, empty_truth, empty_pred, full, at_threshold, jaccard_065 = (ds.sel(image=i) for i in EDGE_CASES)
     assert float(both_empty["jaccard"]) == 1 and float(both_empty["dice"]) == 1
     assert float(both_empty["sensitivity"]) == 1
     assert float(empty_truth["jaccard"]) == 0 and float(empty_truth["sensitivity"]) == 1
@@ -197,6 +204,8 @@ def test_lesion_edge_cases(lesion_case):
     assert float(full["specificity"]) == 1 and float(full["threshold_jaccard"]) == 1
     # 128 is outside, 129 inside: prediction everywhere, truth nowhere
     assert int(at_threshold["fp"]) == 17 * 23 and int(at_threshold["tp"]) == 0
+    # threshold Jaccard keeps a Jaccard of exactly 0.65
+    assert float(jaccard_065["jaccard"]) == 0.65 and float(jaccard_065["threshold_jaccard"]) == 0.65
 
 
 def test_score_table(lesion_case):

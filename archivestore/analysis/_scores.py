@@ -397,8 +397,4 @@ def score_table(scores: xr.Dataset) -> pd.DataFrame:
         frame = frame[frame["scored"]].drop(columns="scored")
     else:
         frame = scores[cols].to_dataframe()
-    frame = frame[cols]
-    frame.index = frame.index.set_levels(
-        [lvl.astype(str) for lvl in frame.index.levels]
-    ) if isinstance(frame.index, pd.MultiIndex) else frame.index.astype(str)
-    return frame
+    return frame[cols]

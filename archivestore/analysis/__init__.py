@@ -1,0 +1,13 @@
+"""Study analyses on an archivestore store: superpixel maps, rater overlap, ...
+
+Everything here works on plain xarray/numpy objects as read from a store
+(``xr.open_zarr(store, group="studies/<name>", consolidated=False)``) and is
+dask-parallel: results are lazy until computed or written.
+"""
+
+from archivestore.analysis._superpixels import SuperpixelMap, superpixel_map
+
+__all__ = [
+    "SuperpixelMap",
+    "superpixel_map",
+]

@@ -1,0 +1,518 @@
+"""Shared HTTP behaviour of the API sources.
+
+One :class:`Client` per API base URL: a ``requests.Session`` whose adapter retries
+429 and 5xx answers and broken connections with urllib3's ``Retry`` (honouring
+``Retry-After``), connect/read timeouts, verification of ``Content-Length`` (a
+truncated body is fetched again, never returned), clear errors for 401/403/404
+naming the item, Girder/cursor paging, an optional on-disk cache of metadata
+listings, and a debug log of every request with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import netrc
+import os
+import re
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ProtocolError
+from urllib3.util.retry import Retry
+
+__all__ = [
+    "APIError",
+    "Client",
+    "ListingCache",
+    "bounded_map",
+    "find_password",
+    "identity_of",
+    "redact",
+]
+
+log = logging.getLogger("archivestore.http")
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+"""Answers that are retried: too many requests and server errors."""
+
+_SECRET_KEYS = (
+    "signature|sig|x-amz-signature|x-amz-credential|x-amz-security-token|"
+    "x-goog-signature|x-goog-credential|policy|key-pair-id|token|access_token|"
+    "girder-token|girderToken|password|passwd|auth|authorization"
+)
+_SECRET_PARAM_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_-])({_SECRET_KEYS})=([^&\s'\"<>]*)")
+_SECRET_HEADER_RE = re.compile(r"(?i)((?:girder-token|authorization)['\"]?\s*[:=]\s*['\"]?)(bearer\s+|basic\s+)?[^\s'\",}]+")
+_USERINFO_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: Any) -> str:
+    """Return ``text`` with secrets replaced by ``REDACTED``.
+
+    Covers URL query signatures and tokens (``signature=``, ``X-Amz-Signature=``,
+    ``token=``, ...), ``Authorization``/``Girder-Token`` header values and
+    ``user:password@`` in URLs. Used on every URL, parameter list and error
+    message this package logs or raises.
+    """
+    text = str(text)
+    text = _USERINFO_RE.sub(r"\1REDACTED@", text)
+    text = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}=REDACTED", text)
+    text = _SECRET_HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}REDACTED", text)
+    return text
+
+
+class _RedactFilter(logging.Filter):
+    """Redacts secrets in urllib3's own log records (they carry full URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record: leave it to logging
+            return True
+        record.msg = redact(message)
+        record.args = ()
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.response"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactFilter) for f in _logger.filters):
+        _logger.addFilter(_RedactFilter())
+
+
+class APIError(OSError):
+    """A request that failed for good: an HTTP error answer, or retries exhausted.
+
+    Attributes
+    ----------
+    status
+        The HTTP status, or ``None`` when no answer came (connection errors).
+    url
+        The request URL with secrets redacted.
+    item
+        The item the request was for, if any.
+    reason
+        A plain reason.
+    """
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, item: str | None = None) -> None:
+        self.status = status
+        self.url = redact(url)
+        self.item = item
+        self.reason = redact(reason)
+        prefix = f"{item}: " if item else ""
+        super().__init__(f"{prefix}GET {self.url}: {self.reason}")
+
+
+_STATUS_HINTS = {
+    401: "not authenticated (log in or pass a token)",
+    403: "access denied (not public, or the signed URL expired)",
+    404: "not found (wrong id, or not visible without logging in)",
+}
+
+
+class _HeaderAuth(requests.auth.AuthBase):
+    """Adds one header, only to requests for the API's own origin.
+
+    Signed file URLs live on other hosts (a bucket) and must not receive the
+    API's token.
+    """
+
+    def __init__(self, origin: str, header: str, value: str) -> None:
+        self.origin = origin
+        self.header = header
+        self.value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if _origin(request.url or "") == self.origin:
+            request.headers[self.header] = self.value
+        return request
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.header}: REDACTED>"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ListingCache:
+    """Metadata listings cached on disk as JSON files, each valid for ``expire_after`` seconds.
+
+    Keys include who asked (``identity``), so authenticated and anonymous
+    results never mix. Files are written atomically; an unreadable or expired
+    entry counts as missing. Never give it records that hold secrets.
+    """
+
+    def __init__(self, directory: str | os.PathLike, expire_after: float = 86400.0) -> None:
+        self.directory = Path(directory)
+        self.expire_after = float(expire_after)
+
+    def key(self, *parts: Any) -> str:
+        """The cache key of a request: a hash of its JSON-encoded parts."""
+        blob = json.dumps(parts, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        """The cached value, or ``None`` if absent, expired or unreadable."""
+        path = self._path(key)
+        try:
+            with open(path, encoding="utf-8") as f:
+                entry = json.load(f)
+            if time.time() - float(entry["time"]) > self.expire_after:
+                return None
+            return entry["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, data: Any) -> None:
+        """Store ``data`` (JSON-compatible) under ``key``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"time": time.time(), "data": data}, f)
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def identity_of(secret: str | None, user: str | None = None) -> str:
+    """A cache identity: ``anonymous``, or a short hash naming the user/token (never the secret)."""
+    if not secret and not user:
+        return "anonymous"
+    return "auth:" + hashlib.sha256(f"{user or ''}\0{secret or ''}".encode()).hexdigest()[:16]
+
+
+def find_password(url: str, username: str | None, password: str | None = None, *, prompt: bool = True) -> tuple[str, str]:
+    """The login for ``url``: the given password, else ``~/.netrc`` for the host, else a prompt.
+
+    Returns
+    -------
+    (username, password)
+
+    Raises
+    ------
+    ValueError
+        No username, or no password and prompting is off.
+    """
+    host = urlsplit(url).hostname or ""
+    if password is None:
+        try:
+            auth = netrc.netrc().authenticators(host)
+        except (OSError, netrc.NetrcParseError):
+            auth = None
+        if auth is not None:
+            login, _, secret = auth
+            if username is None or username == login:
+                username, password = login, secret
+    if username is None:
+        raise ValueError(f"no username given for {host} (and none in ~/.netrc)")
+    if password is None:
+        if not prompt:
+            raise ValueError(f"no password for {username} at {host} (give one, add it to ~/.netrc, or allow the prompt)")
+        password = getpass.getpass(f"Password for {username} at {host}: ")
+    return username, password
+
+
+class Client:
+    """HTTP client of one API base URL.
+
+    Parameters
+    ----------
+    base_url
+        The API root, e.g. ``https://isic-archive.com/api/v1/``; relative paths
+        are resolved against it.
+    retries
+        How often a failed request (429/5xx answer, broken connection, truncated
+        body) is tried again.
+    backoff_factor
+        urllib3 exponential backoff factor (seconds); ``Retry-After`` wins when sent.
+    backoff_max
+        Longest wait between tries, in seconds.
+    timeout
+        ``(connect, read)`` timeouts in seconds.
+    pool_size
+        Connections kept per host; match the number of download threads.
+    debug
+        Log every request (method, URL, parameters; secrets redacted) at INFO level
+        on the ``archivestore.http`` logger, instead of DEBUG.
+    cache
+        Optional :class:`ListingCache` for :meth:`get_json` calls made with ``cache=True``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        retries: int = 5,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 30.0,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        pool_size: int = 8,
+        debug: bool = False,
+        cache: ListingCache | None = None,
+        user_agent: str = "archivestore",
+    ) -> None:
+        if not base_url.endswith("/"):
+            base_url += "/"
+        self.base_url = base_url
+        self.timeout = timeout
+        self.debug = debug
+        self.cache = cache
+        self.identity = "anonymous"
+        self.retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=retries,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            redirect=5,
+        )
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=self.retry, pool_connections=pool_size, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Accept": "application/json", "User-Agent": user_agent})
+
+    # -- authentication -------------------------------------------------------------
+    def set_token(self, header: str, value: str, *, user: str | None = None) -> None:
+        """Send ``header: value`` on every request to the API's origin (not to file hosts).
+
+        The cache identity changes with it, so cached anonymous listings are not reused.
+        """
+        self.session.auth = _HeaderAuth(_origin(self.base_url), header, value)
+        self.identity = identity_of(value, user)
+
+    # -- requests ------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path`` (absolute URLs pass through)."""
+        return urljoin(self.base_url, path)
+
+    def _log(self, url: str, params: Mapping[str, Any] | None) -> None:
+        level = logging.INFO if self.debug else logging.DEBUG
+        if log.isEnabledFor(level):
+            shown = "" if not params else " " + redact(json.dumps(dict(params), default=str))
+            log.log(level, "GET %s%s", redact(url), shown)
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        item: str | None = None,
+        auth: tuple[str, str] | None = None,
+        ok: Iterable[int] = (),
+    ) -> requests.Response:
+        """GET with retries; the body is fully read and its length verified.
+
+        Parameters
+        ----------
+        path
+            Path relative to the base URL, or an absolute URL.
+        params
+            Query parameters.
+        item
+            The item this request is for (named in errors).
+        auth
+            HTTP Basic credentials for this request only.
+        ok
+            Error statuses to return instead of raising (e.g. ``(403,)``).
+
+        Raises
+        ------
+        APIError
+            An error answer (after retries for 429/5xx), or retries exhausted.
+        """
+        url = self.url(path)
+        self._log(url, params)
+        retry = self.retry.new()
+        while True:
+            try:
+                response = self.session.get(url, params=params, timeout=self.timeout, auth=auth)
+                body = response.content  # read fully: urllib3 enforces Content-Length
+                self._check_length(response, body)
+            except requests.exceptions.ConnectionError as exc:
+                if exc.args and isinstance(exc.args[0], MaxRetryError):
+                    raise APIError(url, f"gave up after retries: {_reason(exc)}", item=item) from None
+                retry = self._again(retry, url, exc, item)
+                continue
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError, _Truncated) as exc:
+                retry = self._again(retry, url, exc, item)
+                continue
+            except requests.exceptions.Timeout as exc:
+                retry = self._again(retry, url, exc, item)
+                continue
+            except requests.exceptions.RequestException as exc:
+                raise APIError(url, _reason(exc), item=item) from None
+            break
+        status = response.status_code
+        if status >= 400 and status not in set(ok):
+            hint = _STATUS_HINTS.get(status, "")
+            if status in RETRY_STATUSES:
+                hint = "gave up after retries"
+            reason = f"HTTP {status} {response.reason or ''}".strip() + (f": {hint}" if hint else "")
+            raise APIError(url, reason, status=status, item=item)
+        return response
+
+    @staticmethod
+    def _check_length(response: requests.Response, body: bytes) -> None:
+        expected = response.headers.get("Content-Length")
+        if expected is None or response.headers.get("Content-Encoding") or response.request.method == "HEAD":
+            return
+        try:
+            n = int(expected)
+        except ValueError:
+            return
+        if len(body) != n:
+            raise _Truncated(f"body has {len(body)} bytes, Content-Length says {n}")
+
+    def _again(self, retry: Retry, url: str, exc: Exception, item: str | None) -> Retry:
+        """Count one more try of a body/connection failure, sleep the backoff, or give up."""
+        try:
+            retry = retry.increment(method="GET", url=redact(url), error=ProtocolError(_reason(exc)))
+        except (MaxRetryError, ProtocolError):
+            raise APIError(url, f"gave up after retries: {_reason(exc)}", item=item) from None
+        log.debug("retrying %s after %s", redact(url), _reason(exc))
+        retry.sleep()
+        return retry
+
+    def get_bytes(self, path: str, params: Mapping[str, Any] | None = None, *, item: str | None = None) -> bytes:
+        """The verified body of a GET."""
+        return self.get(path, params, item=item).content
+
+    def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        item: str | None = None,
+        cache: bool = False,
+    ) -> Any:
+        """The JSON body of a GET; with ``cache=True`` served from the listing cache when fresh."""
+        key = None
+        if cache and self.cache is not None:
+            key = self.cache.key(self.url(path), sorted((params or {}).items()), self.identity)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        response = self.get(path, params, item=item)
+        try:
+            data = response.json()
+        except ValueError:
+            raise APIError(self.url(path), "answer is not JSON", status=response.status_code, item=item) from None
+        if key is not None:
+            self.cache.put(key, data)
+        return data
+
+    # -- paging -------------------------------------------------------------------
+    def girder_pages(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = 500,
+        limit: int | None = None,
+        cache: bool = False,
+    ) -> Iterator[Any]:
+        """Records of a Girder list, fetched ``page_size`` at a time with ``limit``/``offset``.
+
+        ``page_size=0`` asks for everything at once (Girder's ``limit=0``).
+        """
+        offset = 0
+        n = 0
+        while True:
+            query = dict(params or {})
+            query.update(limit=page_size, offset=offset)
+            page = self.get_json(path, query, cache=cache)
+            if not isinstance(page, list):
+                raise APIError(self.url(path), "expected a JSON list")
+            for record in page:
+                if limit is not None and n >= limit:
+                    return
+                yield record
+                n += 1
+            if page_size == 0 or len(page) < page_size:
+                return
+            offset += len(page)
+
+    def cursor_pages(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Any]:
+        """Records of a cursor-paged list (``{"count", "next", "results"}``), following ``next``.
+
+        ``count`` may come on the first page only; ``page_size`` is capped at 100.
+        """
+        query = dict(params or {})
+        query["limit"] = max(1, min(int(page_size), 100, limit if limit else 100))
+        url: str | None = self.url(path)
+        n = 0
+        while url:
+            page = self.get_json(url, query)
+            query = None  # ``next`` carries every parameter
+            for record in page.get("results", []):
+                if limit is not None and n >= limit:
+                    return
+                yield record
+                n += 1
+            if limit is not None and n >= limit:
+                return
+            url = page.get("next")
+
+
+class _Truncated(IOError):
+    pass
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for an exception, secrets redacted."""
+    inner = exc
+    while isinstance(inner, (requests.exceptions.RequestException, MaxRetryError)) and inner.args:
+        nxt = getattr(inner, "reason", None) or inner.args[0]
+        if not isinstance(nxt, BaseException) or nxt is inner:
+            break
+        inner = nxt
+    return redact(f"{type(inner).__name__}: {inner}")
+
+
+def bounded_map(func: Callable[[Any], Any], items: Iterable[Any], workers: int = 8) -> Iterator[Any]:
+    """``func`` over ``items`` on a pool of ``workers`` threads, results in order.
+
+    At most ``2 * workers`` calls are in flight, so long inputs are not read
+    ahead without bound. An exception is raised when its result is reached.
+    """
+    workers = max(1, int(workers))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(func, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

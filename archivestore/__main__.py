@@ -1,0 +1,5 @@
+import sys
+
+from archivestore.cli import main
+
+sys.exit(main())

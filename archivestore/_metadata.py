@@ -1,0 +1,340 @@
+"""The ``metadata`` table: one row per image, one variable per leaf field of the records.
+
+Records are nested JSON objects with ragged fields. :func:`flatten` turns a record
+into ``{key path: leaf value}``; :func:`append_rows` adds rows to the Zarr group,
+creating variables for new fields and promoting a variable's type when new values
+need it; :func:`read_frame` and :func:`read_records` give the table back as a pandas
+DataFrame and as the exact leaf values. See ``docs/layout.md`` for the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import ZstdCodec
+
+__all__ = ["append_rows", "flatten", "read_frame", "read_records", "variable_name"]
+
+ROW_CHUNK = 65536
+PRESENT, ABSENT, NULL = 0, 1, 2
+_COMPRESSORS = (ZstdCodec(level=3),)
+_MAX_EXACT_INT = 2**53
+
+Path = tuple[str, ...]
+
+
+def _escape(key: str) -> str:
+    if key == "":
+        return "%00"
+    out = key.replace("%", "%25").replace(".", "%2E").replace("/", "%2F")
+    if out.startswith("__"):
+        out = "%5F" + out[1:]
+    return out
+
+
+def variable_name(path: Path) -> str:
+    """The variable name of a key path: keys joined by ``.``, with ``%``, ``.``, ``/`` escaped."""
+    return ".".join(_escape(k) for k in path)
+
+
+def flatten(record: Mapping[str, Any]) -> dict[Path, Any]:
+    """Leaf values of a record by key path; a leaf is anything but a non-empty object."""
+    out: dict[Path, Any] = {}
+
+    def walk(obj: Any, prefix: Path) -> None:
+        if isinstance(obj, Mapping) and obj:
+            for k, v in obj.items():
+                walk(v, prefix + (str(k),))
+        elif prefix:
+            out[prefix] = obj
+
+    walk(record, ())
+    return out
+
+
+def _kind(value: Any) -> str:
+    """The value type a single value asks for."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if abs(value) <= _MAX_EXACT_INT else "json"
+    if isinstance(value, float):
+        return "float" if math.isfinite(value) else "json"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+def _merge(a: str, b: str) -> str:
+    """The value type that holds values of both types exactly (ints widen to float)."""
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    if {a, b} == {"int", "float"}:
+        return "float"
+    return "json"
+
+
+def _numeric(kind: str) -> bool:
+    return kind in ("int", "float", "bool", "null")
+
+
+def _encode(kind: str, values: list[Any], states: np.ndarray) -> np.ndarray:
+    """Values of one column as the stored array (NaN/"" where not present)."""
+    if _numeric(kind):
+        out = np.full(len(values), np.nan)
+        for i, v in enumerate(values):
+            if states[i] == PRESENT:
+                out[i] = float(v)
+        return out
+    out = np.full(len(values), "", dtype=object)
+    for i, v in enumerate(values):
+        if states[i] == PRESENT:
+            out[i] = v if kind == "str" else json.dumps(v, ensure_ascii=False, sort_keys=False)
+    return out.astype(str) if len(values) else np.array([], dtype=str)
+
+
+def _decode(kind: str, stored: Any) -> Any:
+    if kind == "int":
+        return int(stored)
+    if kind == "bool":
+        return bool(stored)
+    if kind == "float":
+        return float(stored)
+    if kind == "json":
+        return json.loads(stored)
+    return str(stored)
+
+
+def _create_column(group: zarr.Group, name: str, kind: str, path: Path, n: int) -> zarr.Array:
+    numeric = _numeric(kind)
+    arr = group.create_array(
+        name,
+        shape=(n,),
+        chunks=(ROW_CHUNK,),
+        dtype="float64" if numeric else str,
+        fill_value=np.nan if numeric else "",
+        compressors=_COMPRESSORS,
+        dimension_names=("image",),
+        attributes={"path": list(path), "value_type": kind},
+        overwrite=True,
+    )
+    return arr
+
+
+def _ensure_table(group: zarr.Group) -> None:
+    if "image" in group:
+        return
+    group.create_array(
+        "image", shape=(0,), chunks=(ROW_CHUNK,), dtype=str, fill_value="",
+        compressors=_COMPRESSORS, dimension_names=("image",),
+    )
+    group.create_array(
+        "field", shape=(0,), chunks=(4096,), dtype=str, fill_value="",
+        compressors=_COMPRESSORS, dimension_names=("field",),
+    )
+    group.create_array(
+        "field_state", shape=(0, 0), chunks=(ROW_CHUNK, 64), dtype="uint8", fill_value=ABSENT,
+        compressors=_COMPRESSORS, dimension_names=("image", "field"),
+        attributes={
+            "flag_values": [PRESENT, ABSENT, NULL],
+            "flag_meanings": "present absent null",
+            "long_name": "whether the record has the field, and whether its value is JSON null",
+        },
+    )
+
+
+def table_ids(group: zarr.Group) -> list[str]:
+    """Image ids of the rows of a metadata group (empty if it has no table yet)."""
+    if "image" not in group:
+        return []
+    return [str(v) for v in group["image"][:]]
+
+
+def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]]) -> int:
+    """Append one row per ``{image_id: record}`` not yet in the table; return rows added.
+
+    New fields become new variables (absent in earlier rows); a variable whose type
+    cannot hold a new value exactly is rewritten as the wider type (``int`` → ``float``,
+    anything mixed → ``json``). The ``image`` coordinate is written last, so a reader
+    never sees rows whose values are not written yet.
+    """
+    _ensure_table(group)
+    present = set(table_ids(group))
+    records = {k: v for k, v in records.items() if k not in present}
+    if not records:
+        return 0
+    n_old = group["image"].shape[0]
+    ids = list(records)
+    n_new = n_old + len(ids)
+    flat = [flatten(records[i]) for i in ids]
+
+    fields = [str(v) for v in group["field"][:]]
+    columns: dict[str, zarr.Array] = {}
+    field_paths: dict[str, Path] = {}
+    for name in fields:
+        columns[name] = group[name]
+        field_paths[name] = tuple(columns[name].attrs["path"])
+    by_path = {p: n for n, p in field_paths.items()}
+
+    # which columns the new rows touch, and the type each needs
+    needed: dict[Path, str] = {}
+    for row in flat:
+        for path, value in row.items():
+            needed[path] = _merge(needed.get(path, "null"), _kind(value))
+
+    new_fields: list[str] = []
+    for path, kind in needed.items():
+        name = by_path.get(path)
+        if name is None:
+            name = variable_name(path)
+            while name in columns or name in ("image", "field", "field_state"):
+                name += "%"  # unreachable for escaped names; kept as a guard
+            columns[name] = _create_column(group, name, kind, path, n_old)
+            field_paths[name] = path
+            by_path[path] = name
+            new_fields.append(name)
+            continue
+        old_kind = columns[name].attrs["value_type"]
+        wide = _merge(old_kind, kind)
+        if wide != old_kind:
+            columns[name] = _promote(group, name, columns[name], old_kind, wide, field_paths[name])
+
+    all_fields = fields + new_fields
+    field_index = {n: j for j, n in enumerate(all_fields)}
+    states = np.full((len(ids), len(all_fields)), ABSENT, dtype=np.uint8)
+    for r, row in enumerate(flat):
+        for path, value in row.items():
+            states[r, field_index[by_path[path]]] = NULL if value is None else PRESENT
+
+    # grow every array, write the new rows, and the image coordinate last
+    state_arr = group["field_state"]
+    state_arr.resize((n_new, len(all_fields)))
+    state_arr[n_old:n_new, :] = states
+    for name in all_fields:
+        arr = columns[name]
+        arr.resize((n_new,))
+        j = field_index[name]
+        path = field_paths[name]
+        values = [row.get(path) for row in flat]
+        arr[n_old:n_new] = _encode(arr.attrs["value_type"], values, states[:, j])
+    if new_fields:
+        field_arr = group["field"]
+        field_arr.resize((len(all_fields),))
+        field_arr[len(fields):] = np.array(new_fields, dtype=str)
+    image_arr = group["image"]
+    image_arr.resize((n_new,))
+    image_arr[n_old:n_new] = np.array(ids, dtype=str)
+    return len(ids)
+
+
+def _promote(group: zarr.Group, name: str, arr: zarr.Array, old: str, new: str, path: Path) -> zarr.Array:
+    """Rewrite a column as a wider type, converting its stored values exactly."""
+    stored = arr[:]
+    if _numeric(new):  # int → float: same float64 storage, only the type changes
+        arr.attrs["value_type"] = new
+        return arr
+    n = stored.shape[0]
+    fields = [str(v) for v in group["field"][:]]
+    j = fields.index(name)
+    st = group["field_state"][:n, j] if n else np.zeros(0, np.uint8)
+    values = [_decode(old, v) if st[i] == PRESENT else None for i, v in enumerate(stored)]
+    fresh = _create_column(group, name, new, path, n)
+    if n:
+        fresh[:] = _encode(new, values, st)
+    return fresh
+
+
+def _read_columns(ds) -> tuple[list[str], np.ndarray]:
+    fields = [str(v) for v in ds["field"].values]
+    return fields, np.asarray(ds["field_state"].values)
+
+
+def read_frame(ds) -> pd.DataFrame:
+    """The table as a DataFrame: index image id, columns the original dotted key paths.
+
+    Dtypes are pandas' nullable ones (``Int64``, ``Float64``, ``boolean``, ``string``)
+    and missing values (absent or ``null``) are ``<NA>``.
+    """
+    fields, states = _read_columns(ds)
+    data = {}
+    for j, name in enumerate(fields):
+        var = ds[name]
+        kind = var.attrs["value_type"]
+        present = states[:, j] == PRESENT
+        values = np.asarray(var.values)
+        label = ".".join(var.attrs["path"])
+        if kind == "int":
+            col = pd.array(np.where(present, values, 0).astype(np.int64), dtype="Int64")
+        elif kind == "bool":
+            col = pd.array(np.where(present, values, 0).astype(bool), dtype="boolean")
+        elif kind in ("float", "null"):
+            col = pd.array(values.astype(np.float64), dtype="Float64")
+        else:
+            col = pd.array(values.astype(object), dtype="string")
+        col[~present] = pd.NA
+        data[label] = col
+    index = pd.Index([str(v) for v in ds["image"].values], name="image")
+    return pd.DataFrame(data, index=index)
+
+
+def read_records(ds) -> dict[str, dict[str, Any]]:
+    """The leaf values of every row, re-nested as the original records had them.
+
+    Together with ``field_state`` this is exact: absent keys stay absent, ``null``
+    stays ``None``, ints, floats, bools, strings, lists and empty objects come back
+    as they were (an int in a column that also held floats comes back as a float).
+    """
+    ids = [str(v) for v in ds["image"].values]
+    fields, states = _read_columns(ds)
+    out: dict[str, dict[str, Any]] = {i: {} for i in ids}
+    for j, name in enumerate(fields):
+        var = ds[name]
+        kind, path = var.attrs["value_type"], tuple(var.attrs["path"])
+        values = np.asarray(var.values)
+        for r in np.flatnonzero(states[:, j] != ABSENT):
+            value = None if states[r, j] == NULL else _decode(kind, values[r])
+            _put(out[ids[r]], path, value)
+    return out
+
+
+def _put(record: dict, path: Path, value: Any) -> None:
+    if not path:
+        return
+    node = record
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def repair(group: zarr.Group) -> None:
+    """Cut every variable back to the ``image``/``field`` coordinates after an interrupted append.
+
+    Rows past the ``image`` coordinate and variables not listed in ``field`` are the
+    remains of an append that stopped half-way; they are dropped (the rerun adds them).
+    """
+    if "image" not in group:
+        return
+    n = group["image"].shape[0]
+    fields = set(str(v) for v in group["field"][:])
+    for name, arr in list(group.arrays()):
+        if name in ("image", "field"):
+            continue
+        if name == "field_state":
+            want = (n, len(fields))
+        elif name not in fields:
+            del group[name]
+            continue
+        else:
+            want = (n,)
+        if arr.shape != want:
+            arr.resize(want)

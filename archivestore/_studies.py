@@ -1,0 +1,132 @@
+"""Writing ``studies/<study>``: per-superpixel annotations of images × features × raters.
+
+Only the ingest's main thread writes a study, one batch of rows at a time, so
+read-modify-write of a chunk never races. Arrays grow along any dimension (new images,
+features, raters, or an image with more superpixels); the coordinates are written
+last, so a reader never sees a label whose values are not written yet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+__all__ = ["StudyRow", "append_study", "repair_study"]
+
+IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = 16, 8, 8, 2048
+_COMPRESSORS = (ZstdCodec(level=3),)
+_DATA = {
+    "annotation": (("image", "feature", "rater", "superpixel"), "float32", np.nan,
+                   (IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK)),
+    "superpixel_area": (("image", "superpixel"), "uint32", 0, (IMAGE_CHUNK, SUPERPIXEL_CHUNK)),
+    "superpixel_mask_area": (("image", "superpixel"), "uint32", 0, (IMAGE_CHUNK, SUPERPIXEL_CHUNK)),
+    "has_mask": (("image",), "bool", False, (1024,)),
+}
+_ATTRS = {
+    "annotation": {"long_name": "per-superpixel feature value", "flag_values": [0.0, 0.5, 1.0],
+                   "flag_meanings": "absent possible definite"},
+    "superpixel_area": {"long_name": "pixels in each superpixel", "units": "pixels"},
+    "superpixel_mask_area": {"long_name": "pixels of each superpixel inside the ground_truth lesion mask",
+                             "units": "pixels"},
+    "has_mask": {"long_name": "whether superpixel_mask_area is known (the image has a lesion mask)"},
+}
+
+
+@dataclass
+class StudyRow:
+    """One rater's values for one image, with the image's superpixel areas."""
+
+    image: str
+    rater: str
+    values: dict[str, np.ndarray]  # feature -> float32 per superpixel
+    area: np.ndarray               # uint32 per superpixel
+    mask_area: np.ndarray | None   # uint32 per superpixel, None without a mask
+
+
+def _ensure(group: zarr.Group) -> None:
+    for name in ("image", "feature", "rater"):
+        if name not in group:
+            group.create_array(name, shape=(0,), chunks=(4096,), dtype=str, fill_value="",
+                               dimension_names=(name,))
+    for name, (dims, dtype, fill, chunks) in _DATA.items():
+        if name not in group:
+            group.create_array(name, shape=(0,) * len(dims), chunks=chunks, dtype=dtype, fill_value=fill,
+                               compressors=_COMPRESSORS, dimension_names=dims, attributes=_ATTRS[name])
+
+
+def _labels(group: zarr.Group, name: str) -> list[str]:
+    return [str(v) for v in group[name][:]]
+
+
+def repair_study(group: zarr.Group) -> None:
+    """Cut data arrays back to the coordinates' lengths after an interrupted append."""
+    if "image" not in group:
+        return
+    sizes = {d: group[d].shape[0] for d in ("image", "feature", "rater")}
+    sizes["superpixel"] = group["superpixel_area"].shape[1] if "superpixel_area" in group else 0
+    for name, (dims, *_rest) in _DATA.items():
+        if name in group:
+            want = tuple(sizes[d] for d in dims)
+            if group[name].shape != want:
+                group[name].resize(want)
+
+
+def append_study(studies: zarr.Group, study: str, rows: list[StudyRow]) -> None:
+    """Write ``rows`` into ``studies/<study>``, growing it as needed (idempotent per row)."""
+    if not rows:
+        return
+    group = studies.require_group(study)
+    _ensure(group)
+    repair_study(group)
+    images, features, raters = (_labels(group, n) for n in ("image", "feature", "rater"))
+    n_img, n_feat, n_rat = len(images), len(features), len(raters)
+    index = {n: {v: i for i, v in enumerate(lst)} for n, lst in
+             (("image", images), ("feature", features), ("rater", raters))}
+    for row in rows:
+        for key, label in (("image", row.image), ("rater", row.rater)):
+            if label not in index[key]:
+                lst = images if key == "image" else raters
+                index[key][label] = len(lst)
+                lst.append(label)
+        for f in row.values:
+            if f not in index["feature"]:
+                index["feature"][f] = len(features)
+                features.append(f)
+    n_sp = max([group["superpixel_area"].shape[1]] + [len(r.area) for r in rows])
+    shape = {"image": len(images), "feature": len(features), "rater": len(raters), "superpixel": n_sp}
+    for name, (dims, *_rest) in _DATA.items():
+        group[name].resize(tuple(shape[d] for d in dims))
+
+    by_chunk: dict[int, list[StudyRow]] = defaultdict(list)
+    for row in rows:
+        by_chunk[index["image"][row.image] // IMAGE_CHUNK].append(row)
+    ann, area, mask_area, has_mask = (group[n] for n in ("annotation", "superpixel_area",
+                                                         "superpixel_mask_area", "has_mask"))
+    for c, chunk_rows in sorted(by_chunk.items()):
+        lo, hi = c * IMAGE_CHUNK, min((c + 1) * IMAGE_CHUNK, shape["image"])
+        block = ann[lo:hi]
+        area_block, mask_block, has_block = area[lo:hi], mask_area[lo:hi], has_mask[lo:hi]
+        for row in chunk_rows:
+            i = index["image"][row.image] - lo
+            r = index["rater"][row.rater]
+            n = len(row.area)
+            for f, values in row.values.items():
+                block[i, index["feature"][f], r, :] = np.nan
+                block[i, index["feature"][f], r, :n] = values
+            area_block[i, :] = 0
+            area_block[i, :n] = row.area
+            mask_block[i, :] = 0
+            if row.mask_area is not None:
+                mask_block[i, :n] = row.mask_area
+            has_block[i] = row.mask_area is not None
+        ann[lo:hi] = block
+        area[lo:hi], mask_area[lo:hi], has_mask[lo:hi] = area_block, mask_block, has_block
+
+    for name, labels, old in (("feature", features, n_feat), ("rater", raters, n_rat), ("image", images, n_img)):
+        if len(labels) > old:
+            group[name].resize((len(labels),))
+            group[name][old:] = np.array(labels[old:], dtype=str)

@@ -1,0 +1,137 @@
+"""The ``archivestore`` command (also ``python -m archivestore``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "storage_options"]
+
+
+def storage_options(pairs: Sequence[str] | None) -> dict:
+    """``["key=value", ...]`` → dict; values that parse as JSON (true, 3) are converted."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--storage-option wants key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option key=value`` (repeatable), for any command that opens a store."""
+    parser.add_argument("--storage-option", "-O", action="append", metavar="KEY=VALUE", dest="storage_option",
+                        help="fsspec storage option for the store URL (repeatable), e.g. anon=true")
+
+
+def _print_report(report, source=None) -> int:
+    for bad in report.failed:
+        print(f"FAILED {bad}", file=sys.stderr)
+    extra = ""
+    if source is not None and getattr(source, "csv_only", None):
+        extra = f"; {len(source.csv_only)} CSV rows without an image file"
+    print(f"{report.summary()}{extra}")
+    return 0 if report.ok else 1
+
+
+def _cmd_demo(args) -> int:
+    from archivestore.demo import run_demo
+    return run_demo(args.store, progress=not args.no_progress)
+
+
+def _cmd_ingest_challenge(args) -> int:
+    from archivestore import ingest, open_store
+    from archivestore.sources import ChallengeSource
+
+    source = ChallengeSource(args.dirs, study=args.study, rater=args.rater)
+    store = open_store(args.store, mode="a", storage_options=storage_options(args.storage_option))
+    report = ingest(store, source, workers=args.workers, progress=not args.no_progress)
+    return _print_report(report, source)
+
+
+def _cmd_info(args) -> int:
+    from archivestore import open_store
+
+    store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
+    info = store.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"store {info['url']}")
+    print(f"  images: {info['images']}")
+    print(f"  metadata fields: {info['metadata_fields']}")
+    print(f"  mask raters (besides ground_truth): {', '.join(info['mask_raters']) or '-'}")
+    for name, s in info["studies"].items():
+        print(f"  study {name}: {s['images']} images, {len(s['features'])} features, {len(s['raters'])} raters,"
+              f" up to {s['max_superpixels']} superpixels")
+        print(f"    features: {', '.join(s['features'])}")
+        print(f"    raters: {', '.join(s['raters'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archivestore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="build the embedded sample archive into a store and show it")
+    p.add_argument("store", nargs="?", default="archivestore-demo.zarr")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("ingest", help="fill a store from a source")
+    ingest_sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    c = ingest_sub.add_parser("challenge", help="ISIC challenge files on disk (2016/2017/2018 layouts)")
+    c.add_argument("dirs", nargs="+", metavar="DIR")
+    c.add_argument("--store", required=True)
+    c.add_argument("--study", help="study for *_features.json (default: the directory's name)")
+    c.add_argument("--rater", default="ground_truth", help="whose masks/features these are (default ground_truth)")
+    c.add_argument("--workers", type=int, default=None, help="worker threads (default: CPUs)")
+    c.add_argument("--no-progress", action="store_true")
+    add_store_options(c)
+    c.set_defaults(func=_cmd_ingest_challenge)
+    _optional_commands(ingest_sub, [("archivestore.sources.isic_v1", "add_ingest_isic_commands")])
+
+    p = sub.add_parser("info", help="what is in a store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    add_store_options(p)
+    p.set_defaults(func=_cmd_info)
+
+    _optional_commands(sub, [
+        ("archivestore.analysis", "add_overlap_command"),
+        ("archivestore.analysis", "add_score_command"),
+        ("archivestore.analysis", "add_heatmap_command"),
+        ("archivestore.select", "add_select_command"),
+        ("archivestore.export", "add_export_command"),
+    ])
+    return parser
+
+
+def _optional_commands(sub, entries) -> None:
+    import importlib
+
+    for module, name in entries:
+        try:
+            add = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        add(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"archivestore: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Rater overlap in a study: Dice and correlation of per-superpixel annotations.
+
+A study (``studies/<name>``, see docs/layout.md) holds ``annotation[image, feature,
+rater, superpixel]`` (0 absent, 0.5 possible, 1 definite, NaN no value) and the
+pixel count of every superpixel (``superpixel_area``) and of its part inside the
+lesion mask (``superpixel_mask_area``). Painting a rater's values through the
+superpixel image gives a value on every pixel, and the pixel-grid measures are
+sums over pixels. Every pixel of superpixel ``s`` carries the same value, so a sum
+over pixels is a sum over superpixels weighted by their pixel counts ``w[s]``:
+
+- pixel Dice of binarised maps ``a, b``: ``2 Σ w·a·b / (Σ w·a + Σ w·b)``;
+- Pearson correlation of the graded maps ``x, y`` over pixels: the weighted
+  correlation with weights ``w`` (means ``Σ w·x / Σ w``, centred cross products).
+
+Both are exact (equal to painting full-size maps and computing on pixels) at
+O(superpixels) per pair; all rater pairs of one image and feature come out of
+one small matrix product. The exact rules, shared by every function here:
+
+1. **Missing values.** A rater *annotated* an (image, feature) when at least one of
+   its superpixel values is not NaN. For an annotated rater, NaN superpixels count
+   as 0 (absent). For a rater that did not annotate, every measure involving it is NaN.
+2. **Binarising** (Dice measures): ``value > threshold`` (default ``threshold=0``: 0.5
+   "possible" counts); ``inclusive=True`` uses ``>=`` (``threshold=1,
+   inclusive=True``: "definite" only).
+3. **Pixels.** ``within_mask=False``: all pixels of the image (weights
+   ``superpixel_area``). ``within_mask=True``: only pixels inside the lesion mask
+   (weights ``superpixel_mask_area``); an image without a mask (``has_mask``
+   false) gives NaN for ``dice`` and ``correlation``.
+4. **Undefined cases are NaN**, never an error or a silent 0: Dice with both
+   binary maps empty; correlation where either map is constant over the pixels
+   considered (or there are no pixels); any measure with ``rater == other``.
+5. ``superpixel_dice`` is isicarchive's ``imfunc.superpixel_dice``: unweighted
+   ``2|A∩B| / (|A| + |B|)`` over the *sets* of superpixels whose value passes the
+   threshold (rule 2; the default matches isicarchive, whose sets are values > 0).
+   It ignores ``within_mask``; both sets empty gives NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+__all__ = ["MEASURES", "overlap", "overlap_summary", "write_overlap"]
+
+MEASURES = ("dice", "correlation", "superpixel_dice")
+"""The per-pair measures computed by :func:`overlap`, in this order."""
+
+_ATTRS = {
+    "dice": {"long_name": "pixel-grid Dice of the binarised maps of rater and other"},
+    "correlation": {"long_name": "Pearson correlation over pixels of the graded maps of rater and other"},
+    "superpixel_dice": {"long_name": "Dice of the sets of annotated superpixels (isicarchive's superpixel_dice)"},
+}
+
+
+def _pair_measures(values, weights, valid, threshold, inclusive, same):
+    """All pairwise measures among the units of each (image, batch).
+
+    Parameters
+    ----------
+    values : ndarray (image, batch, unit, superpixel)
+        Annotation values, NaN where missing.
+    weights : ndarray (image, superpixel)
+        Pixels counted per superpixel.
+    valid : ndarray (image,) bool
+        Whether the pixel measures are defined for the image (``has_mask``).
+    same : ndarray (unit, unit) bool
+        Pairs that are the same rater (set to NaN).
+
+    Returns
+    -------
+    ndarray (3, image, batch, unit, unit) float64
+    """
+    x = np.asarray(values, dtype=np.float64)
+    annotated = ~np.isnan(x).all(axis=-1)
+    x = np.nan_to_num(x, nan=0.0)
+    w = np.asarray(weights, dtype=np.float64)[:, None, None, :]
+    b = (x >= threshold) if inclusive else (x > threshold)
+    b = b.astype(np.float64)
+    bt = np.swapaxes(b, -1, -2)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # pixel-grid Dice: area-weighted intersections and sizes
+        bw = b * w
+        inter = bw @ bt
+        size = bw.sum(axis=-1)
+        dice = 2.0 * inter / (size[..., :, None] + size[..., None, :])
+
+        # superpixel-set Dice (unweighted)
+        inter_s = b @ bt
+        size_s = b.sum(axis=-1)
+        sp_dice = 2.0 * inter_s / (size_s[..., :, None] + size_s[..., None, :])
+
+        # weighted Pearson correlation over pixels, centred for accuracy
+        total = w.sum(axis=-1)  # (image, 1, 1)
+        mean = (x * w).sum(axis=-1) / total
+        xc = x - mean[..., None]
+        cov = (xc * w) @ np.swapaxes(xc, -1, -2)
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+        corr = cov / np.sqrt(var[..., :, None] * var[..., None, :])
+        # a map constant over the counted pixels has no defined correlation
+        counted = w > 0
+        lo = np.where(counted, x, np.inf).min(axis=-1)
+        hi = np.where(counted, x, -np.inf).max(axis=-1)
+        varies = hi > lo
+        corr = np.where(varies[..., :, None] & varies[..., None, :], corr, np.nan)
+
+    both = annotated[..., :, None] & annotated[..., None, :] & ~same
+    pixel_ok = both & np.asarray(valid, dtype=bool)[:, None, None, None]
+    out = np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan), np.where(both, sp_dice, np.nan)])
+    return out
+
+
+def _block_per_feature(annotation, weights, valid, *, threshold, inclusive):
+    r = annotation.shape[2]
+    return _pair_measures(annotation, weights, valid, threshold, inclusive, np.eye(r, dtype=bool))
+
+
+def _block_cross(annotation, weights, valid, *, threshold, inclusive):
+    n_img, n_feat, n_rat, n_sp = annotation.shape
+    same = np.tile(np.eye(n_rat, dtype=bool), (n_feat, n_feat))
+    out = _pair_measures(annotation.reshape(n_img, 1, n_feat * n_rat, n_sp), weights, valid, threshold, inclusive, same)
+    # (3, image, 1, f1*r, f2*o) -> (3, image, f1, f2, r, o)
+    out = out.reshape(3, n_img, n_feat, n_rat, n_feat, n_rat)
+    return out.transpose(0, 1, 2, 4, 3, 5)
+
+
+def _as_dask(var: xr.DataArray) -> da.Array:
+    data = var.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data), chunks=-1)
+    return data
+
+
+def overlap(
+    study: xr.Dataset,
+    *,
+    threshold: float = 0.0,
+    inclusive: bool = False,
+    within_mask: bool = False,
+    cross_features: bool = False,
+    summary: bool = True,
+    images_per_task: int | None = None,
+) -> xr.Dataset:
+    """Overlap of every ordered pair of raters in every image and feature of a study.
+
+    Parameters
+    ----------
+    study : xarray.Dataset
+        A study group as read from a store (``store.study(name)`` or
+        ``xr.open_zarr(store, group="studies/<name>", consolidated=False)``),
+        numpy- or dask-backed, with ``annotation``, ``superpixel_area`` and, for
+        ``within_mask``, ``superpixel_mask_area`` and ``has_mask``.
+    threshold, inclusive : float, bool
+        Binarising for the Dice measures: ``value > threshold``, or ``>=`` when
+        ``inclusive``. ``threshold=1, inclusive=True`` counts "definite" only.
+    within_mask : bool
+        Count only pixels inside the ``ground_truth`` lesion mask.
+    cross_features : bool
+        Also compute every measure between rater's feature and other's
+        *other_feature* (``*_cross`` variables over (image, feature,
+        other_feature, rater, other)), as isicarchive's ``Study.overlap_stats``.
+    summary : bool
+        Add the summaries of :func:`overlap_summary`.
+    images_per_task : int, optional
+        Images per dask task; default: the study's image chunks (16 in a store).
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy (dask) ``dice``, ``correlation``, ``superpixel_dice`` float64 over
+        (image, feature, rater, other); ``other`` holds rater names. Rules for
+        missing values and undefined cases: see the module documentation.
+    """
+    for name in ("annotation", "superpixel_area"):
+        if name not in study:
+            raise KeyError(f"study has no {name!r} variable")
+    ann = study["annotation"]
+    if ann.dims != ("image", "feature", "rater", "superpixel"):
+        ann = ann.transpose("image", "feature", "rater", "superpixel")
+    if within_mask:
+        if "superpixel_mask_area" not in study:
+            raise KeyError("within_mask needs the study's 'superpixel_mask_area'")
+        weights = study["superpixel_mask_area"]
+        valid = study["has_mask"] if "has_mask" in study else (weights.sum("superpixel") > 0)
+    else:
+        weights = study["superpixel_area"]
+        valid = xr.DataArray(np.ones(ann.sizes["image"], dtype=bool), dims="image")
+    weights = weights.transpose("image", "superpixel")
+
+    ann_d, w_d, valid_d = _as_dask(ann), _as_dask(weights), _as_dask(valid)
+    if images_per_task is None:
+        image_chunks = ann_d.chunks[0] if ann_d.numblocks[0] > 1 else max(1, min(16, ann_d.shape[0]))
+    else:
+        image_chunks = images_per_task
+    feature_chunks = -1 if cross_features else ann_d.chunks[1]
+    ann_d = ann_d.rechunk((image_chunks, feature_chunks, -1, -1))
+    w_d = w_d.rechunk((ann_d.chunks[0], -1))
+    valid_d = valid_d.rechunk((ann_d.chunks[0],))
+    n_rat = ann_d.shape[2]
+    kwargs = {"threshold": float(threshold), "inclusive": bool(inclusive)}
+
+    raters = ann["rater"].values
+    coords = {
+        "image": study["image"].values if "image" in study.coords else np.arange(ann.sizes["image"]),
+        "feature": ann["feature"].values if "feature" in ann.coords else np.arange(ann.sizes["feature"]),
+        "rater": raters if "rater" in ann.coords else np.arange(n_rat),
+    }
+    coords["other"] = xr.DataArray(coords["rater"], dims="other")
+
+    per = da.blockwise(
+        _block_per_feature, "mifro",
+        ann_d, "ifrs", w_d, "is", valid_d, "i",
+        new_axes={"m": len(MEASURES), "o": n_rat},
+        concatenate=True, dtype=np.float64, meta=np.empty((0,) * 5, dtype=np.float64), **kwargs,
+    )
+    dims = ("image", "feature", "rater", "other")
+    data = {m: (dims, per[k], _ATTRS[m]) for k, m in enumerate(MEASURES)}
+    if cross_features:
+        n_feat = ann_d.shape[1]
+        cross = da.blockwise(
+            _block_cross, "mifgro",
+            ann_d, "ifrs", w_d, "is", valid_d, "i",
+            new_axes={"m": len(MEASURES), "g": n_feat, "o": n_rat},
+            concatenate=True, dtype=np.float64, meta=np.empty((0,) * 6, dtype=np.float64), **kwargs,
+        )
+        coords["other_feature"] = xr.DataArray(coords["feature"], dims="other_feature")
+        cdims = ("image", "feature", "other_feature", "rater", "other")
+        for k, m in enumerate(MEASURES):
+            data[f"{m}_cross"] = (cdims, cross[k], {**_ATTRS[m], "long_name": _ATTRS[m]["long_name"] + ", between feature and other_feature"})
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs = {
+        "threshold": float(threshold),
+        "inclusive": bool(inclusive),
+        "within_mask": bool(within_mask),
+        "binarised": f"value {'>=' if inclusive else '>'} {float(threshold)}",
+        "rules": "NaN where a rater gave no value for the image/feature, rater == other, "
+        "both binary maps empty (Dice), a constant map (correlation), or, within_mask, no lesion mask",
+    }
+    if summary:
+        ds = ds.merge(overlap_summary(ds))
+    return ds
+
+
+def _nan_stat(values: np.ndarray, stat: str) -> np.ndarray:
+    """``stat`` of the non-NaN values over the last three axes; NaN (count 0) where none."""
+    flat = values.reshape(values.shape[:-3] + (-1,))
+    if stat == "count":
+        return (~np.isnan(flat)).sum(axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
+        return np.nanmedian(flat, axis=-1) if stat == "median" else np.nanstd(flat, axis=-1)
+
+
+def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
+    """Median, standard deviation and count of every measure across images and rater pairs.
+
+    For each measure ``m`` of :func:`overlap` present in ``ds`` this gives
+    ``m_median``, ``m_std`` (population, as ``numpy.std``) and ``m_count`` over
+    ``feature``: statistics of all non-NaN values over (image, rater, other).
+    Ordered pairs count both ways, as in isicarchive's ``Study.overlap_stats``.
+    For the ``m_cross`` variables the same over (feature, other_feature): the
+    statistics of the measure between rater A's ``feature`` and rater B's
+    ``other_feature`` (isicarchive's ``feature_dicestats``). A feature with no
+    defined value gets NaN statistics and count 0.
+    """
+    out = {}
+    over = ["image", "rater", "other"]
+    for name in [*MEASURES, *(f"{m}_cross" for m in MEASURES)]:
+        if name not in ds:
+            continue
+        var = ds[name]
+        if isinstance(var.data, da.Array):
+            var = var.chunk({d: -1 for d in over})
+        for stat, dtype in (("median", np.float64), ("std", np.float64), ("count", np.int64)):
+            out[f"{name}_{stat}"] = xr.apply_ufunc(
+                _nan_stat, var, input_core_dims=[over], kwargs={"stat": stat},
+                dask="parallelized", output_dtypes=[dtype],
+            )
+        for suffix, what in (("median", "median"), ("std", "standard deviation"), ("count", "number of defined values")):
+            out[f"{name}_{suffix}"].attrs = {"long_name": f"{what} of {name} over images and rater pairs"}
+    return xr.Dataset(out)
+
+
+def _target(store, storage_options):
+    """What :meth:`xarray.Dataset.to_zarr` accepts for ``store``."""
+    zstore = getattr(store, "zstore", None)
+    if zstore is not None:  # an archivestore Store
+        return zstore, None
+    return store, storage_options
+
+
+def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=None, compute: bool = True):
+    """Write an :func:`overlap` result to ``studies/<study_name>/overlap`` of a store.
+
+    Parameters
+    ----------
+    store
+        An archivestore ``Store`` (opened with ``mode="a"``), a path or fsspec URL
+        of a store, or a zarr store object.
+    study_name : str
+        The study; the group is replaced if it exists.
+    ds : xarray.Dataset
+        The result of :func:`overlap` (lazy: computing happens while writing,
+        on the current dask scheduler).
+    storage_options : dict, optional
+        fsspec options for a URL.
+    compute : bool
+        Passed to :meth:`xarray.Dataset.to_zarr`.
+
+    Returns
+    -------
+    str
+        The group path, readable with
+        ``xr.open_zarr(store, group=path, consolidated=False)``.
+    """
+    group = f"studies/{study_name}/overlap"
+    target, options = _target(store, storage_options)
+    ds = ds.copy()
+    for name in ds.variables:
+        ds[name].encoding = {}
+    kwargs = {"storage_options": options} if options else {}
+    ds.to_zarr(target, group=group, mode="w", consolidated=False, zarr_format=3, compute=compute, **kwargs)
+    return group

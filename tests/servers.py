@@ -50,6 +50,7 @@ __all__ = [
     "synthetic_mask",
     "synthetic_study",
     "synthetic_superpixels",
+    "synthetic_v2_records",
     "v2_record_from_v1",
 ]
 
@@ -350,7 +351,7 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def origin(self) -> str:
@@ -703,3 +704,33 @@ def _search(records: list[dict], query: str) -> list[dict]:
 def quote_feature(feature: str) -> str:
     """A feature id as a URL path segment."""
     return quote(feature, safe="")
+
+
+def synthetic_v2_records(n: int, *, private_every: int = 0) -> list[dict]:
+    """``n`` synthetic v2 records (no fixtures needed), ids ``ISIC_9000000``...
+
+    Every ``private_every``-th record is not public (0: all public).
+    """
+    sites = ["head/neck", "upper extremity", "posterior torso", None]
+    out = []
+    for i in range(n):
+        out.append(
+            {
+                "isic_id": f"ISIC_{9000000 + i:07d}",
+                "public": not (private_every and i % private_every == 0),
+                "copyright_license": ["CC-0", "CC-BY", "CC-BY-NC"][i % 3],
+                "attribution": ["Anonymous", "Hospital A", "Hospital B"][i % 3],
+                "metadata": {
+                    "acquisition": {"image_type": "dermoscopic", "pixels_x": 24 + i % 5, "pixels_y": 16 + i % 3},
+                    "clinical": {
+                        "age_approx": 20 + 5 * (i % 12),
+                        "sex": ["male", "female"][i % 2],
+                        "anatom_site_general": sites[i % 4],
+                        "diagnosis_1": ["Benign", "Malignant"][int(i % 4 == 1)],
+                    },
+                },
+                "_collections": [["Collection A", "Collection B"][i % 2]],
+                "_shape": [16 + i % 3, 24 + i % 5],
+            }
+        )
+    return out

@@ -52,7 +52,8 @@ _SECRET_KEYS = (
     "girder-token|girderToken|password|passwd|auth|authorization"
 )
 _SECRET_PARAM_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_-])({_SECRET_KEYS})=([^&\s'\"<>]*)")
-_SECRET_HEADER_RE = re.compile(r"(?i)((?:girder-token|authorization)['\"]?\s*[:=]\s*['\"]?)(bearer\s+|basic\s+)?[^\s'\",}]+")
+_SECRET_HEADER_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*['\"]|(?:girder-token|authorization):\s*)(bearer\s+|basic\s+)?[^\s'\",}}]+")
+_SECRET_KEY_RE = re.compile(rf"(?i){_SECRET_KEYS}")
 _USERINFO_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -69,6 +70,10 @@ def redact(text: Any) -> str:
     text = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}=REDACTED", text)
     text = _SECRET_HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}REDACTED", text)
     return text
+
+
+def _redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: "REDACTED" if _SECRET_KEY_RE.fullmatch(str(k)) else v for k, v in params.items()}
 
 
 class _RedactFilter(logging.Filter):
@@ -313,7 +318,7 @@ class Client:
     def _log(self, url: str, params: Mapping[str, Any] | None) -> None:
         level = logging.INFO if self.debug else logging.DEBUG
         if log.isEnabledFor(level):
-            shown = "" if not params else " " + redact(json.dumps(dict(params), default=str))
+            shown = "" if not params else " " + redact(json.dumps(_redact_params(params), default=str))
             log.log(level, "GET %s%s", redact(url), shown)
 
     def get(

@@ -257,3 +257,27 @@ def test_distributed_identical(processes):
         with distributed.Client(cluster):
             remote = overlap(study, within_mask=True, cross_features=True).compute()
     xr.testing.assert_identical(local, remote)
+
+
+def test_cli_on_an_ingested_store(tmp_path, capsys):
+    from archivestore import open_store
+    from archivestore.cli import main
+    from archivestore.demo import run_demo
+
+    path = tmp_path / "demo.zarr"
+    assert run_demo(path, progress=False, out=lambda *a: None) == 0
+    capsys.readouterr()
+    assert main(["overlap", str(path), "--definite", "--within-mask", "--cross-features"]) == 0
+    printed = capsys.readouterr().out
+    store = open_store(path)
+    name = store.studies()[0]
+    study = store.study(name)
+    written = xr.open_zarr(path, group=f"studies/{name}/overlap", consolidated=False)
+    expected = overlap(study, threshold=1, inclusive=True, within_mask=True, cross_features=True).compute()
+    xr.testing.assert_allclose(written.load(), expected)
+    assert written.attrs["within_mask"] and written.attrs["binarised"] == "value >= 1.0"
+    for feature in study["feature"].values:
+        assert str(feature) in printed
+    # the store's own reader still sees the study as before
+    assert set(store.study(name).data_vars) == set(study.data_vars)
+    assert main(["overlap", str(path), "--study", "no-such-study"]) == 2

@@ -5,14 +5,17 @@ Everything here works on plain xarray/numpy objects as read from a store
 dask-parallel: results are lazy until computed or written.
 """
 
+from archivestore.analysis._overlap_cli import add_overlap_command
 from archivestore.analysis._overlap import MEASURES, overlap, overlap_summary, write_overlap
-from archivestore.analysis._superpixels import SuperpixelMap, superpixel_map
+from archivestore.analysis._superpixels import SuperpixelMap, superpixel_map, superpixel_stats
 
 __all__ = [
     "MEASURES",
     "SuperpixelMap",
+    "add_overlap_command",
     "overlap",
     "overlap_summary",
     "superpixel_map",
+    "superpixel_stats",
     "write_overlap",
 ]

@@ -321,6 +321,8 @@ def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=Non
     ds = ds.copy()
     for name in ds.variables:
         ds[name].encoding = {}
+        if ds[name].dtype.kind == "U":  # variable-length strings, as the store keeps labels
+            ds[name] = ds[name].astype(object)
     kwargs = {"storage_options": options} if options else {}
     ds.to_zarr(target, group=group, mode="w", consolidated=False, zarr_format=3, compute=compute, **kwargs)
     return group

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SuperpixelMap", "superpixel_map"]
+__all__ = ["SuperpixelMap", "superpixel_map", "superpixel_stats"]
 
 _BLOCK = 1 << 20
 """Pixels per block where a pass over the pixels would otherwise need a large temporary."""
@@ -259,3 +259,108 @@ def superpixel_map(index) -> SuperpixelMap:
     pixel_index[out_pos] = steps.astype(pix_dtype)  # negative steps wrap modulo 2**bits
     np.cumsum(pixel_index, dtype=pix_dtype, out=pixel_index)
     return SuperpixelMap(shape, offsets, pixel_index, (label, start, length))
+
+
+def _image_stats(index, mask, n_max: int) -> np.ndarray:
+    """``(n_max, 4)`` float64 of area, mask area, centroid y, centroid x for one image."""
+    out = np.zeros((n_max, 4), dtype=np.float64)
+    out[:, 2:] = np.nan
+    if index is None:
+        return out
+    smap = superpixel_map(np.asarray(index))
+    if smap.n > n_max:
+        raise ValueError(f"superpixel image has {smap.n} superpixels, more than the {n_max} recorded")
+    out[: smap.n, 0] = smap.area
+    if mask is not None:
+        out[: smap.n, 1] = smap.mask_area(np.asarray(mask))
+    out[: smap.n, 2:] = smap.centroid
+    return out
+
+
+def _batch_stats(n_max: int, indexes: list, masks: list) -> np.ndarray:
+    return np.stack([_image_stats(i, m, n_max) for i, m in zip(indexes, masks)])
+
+
+def superpixel_stats(store, images=None, *, images_per_task: int = 16):
+    """Per-superpixel area, lesion-mask area and centroid of many images, with dask.
+
+    Parameters
+    ----------
+    store
+        An archivestore ``Store`` or the path/URL of one (opened read-only).
+    images : list of str or xarray.Dataset, optional
+        Image ids, or a study Dataset whose ``image`` coordinate lists them;
+        default every complete image of the store.
+    images_per_task : int
+        Images computed in one dask task.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy, over (image, superpixel), superpixel = 0 .. largest count - 1:
+        ``superpixel_area`` and ``superpixel_mask_area`` (uint32, as the study
+        layout keeps them; 0 where a superpixel does not exist), ``has_mask``
+        (image), ``n_superpixels`` (image), ``superpixel_centroid`` (image,
+        superpixel, axis = y, x; NaN where absent), ``superpixel_fraction``
+        (share of the superpixel inside the mask, isicarchive's
+        ``superpixels_in_mask``) and ``superpixel_lesion_share`` (share of the
+        lesion in the superpixel, isicarchive's ``szp``), NaN where undefined.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__"):
+        from archivestore import open_store
+
+        store = open_store(store, mode="r")
+    if images is None:
+        ids = list(store.image_ids())
+    elif isinstance(images, xr.Dataset):
+        ids = [str(v) for v in images["image"].values]
+    else:
+        ids = [str(v) for v in images]
+
+    sources = []
+    counts = []
+    for image_id in ids:
+        ds = store.image(image_id)
+        index = ds["superpixels"].data if "superpixels" in ds else None
+        mask = ds["mask"].data if "mask" in ds else None
+        n = (store.image_state(image_id) or {}).get("n_superpixels") if hasattr(store, "image_state") else None
+        if n is None and index is not None:
+            n = int(ds["superpixels"].max()) + 1
+        counts.append(int(n or 0))
+        sources.append((index, mask))
+    n_max = max(counts, default=0)
+
+    blocks, has_mask = [], []
+    for lo in range(0, len(ids), images_per_task):
+        part = sources[lo : lo + images_per_task]
+        task = dask.delayed(_batch_stats, pure=True)(n_max, [p[0] for p in part], [p[1] for p in part])
+        blocks.append(da.from_delayed(task, shape=(len(part), n_max, 4), dtype=np.float64))
+        has_mask.extend(p[1] is not None for p in part)
+    stats = da.concatenate(blocks) if blocks else da.zeros((0, n_max, 4), chunks=(1, n_max, 4))
+
+    area = stats[..., 0].astype(np.uint32)
+    mask_area = stats[..., 1].astype(np.uint32)
+    ds = xr.Dataset(
+        {
+            "superpixel_area": (("image", "superpixel"), area, {"long_name": "pixels in each superpixel", "units": "pixels"}),
+            "superpixel_mask_area": (("image", "superpixel"), mask_area,
+                                     {"long_name": "pixels of each superpixel inside the ground_truth lesion mask", "units": "pixels"}),
+            "has_mask": (("image",), np.array(has_mask, dtype=bool)),
+            "n_superpixels": (("image",), np.array(counts, dtype=np.int64)),
+            "superpixel_centroid": (("image", "superpixel", "axis"), stats[..., 2:],
+                                    {"long_name": "mean pixel coordinates of each superpixel"}),
+        },
+        coords={"image": np.array(ids, dtype=str), "axis": ["y", "x"]},
+    )
+    fraction = ds["superpixel_mask_area"] / ds["superpixel_area"].where(ds["superpixel_area"] > 0)
+    ds["superpixel_fraction"] = fraction.where(ds["has_mask"])
+    total = ds["superpixel_mask_area"].sum("superpixel")
+    share = ds["superpixel_mask_area"] / total.where(total > 0)
+    ds["superpixel_lesion_share"] = share.where(ds["has_mask"] & (ds["superpixel_area"] > 0))
+    ds["superpixel_fraction"].attrs = {"long_name": "share of each superpixel's pixels inside the lesion mask"}
+    ds["superpixel_lesion_share"].attrs = {"long_name": "share of the lesion's pixels lying in each superpixel"}
+    return ds

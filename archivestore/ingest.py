@@ -54,6 +54,7 @@ class _Result:
     wrote: bool
     rows: list[tuple[str, StudyRow]]
     record: dict[str, Any] | None  # the record written now, None if the group was complete
+    error: BadItem | None = None    # the image is stored but its annotations were not
 
 
 def _load(item: Item, what: str, loader) -> bytes:
@@ -155,7 +156,10 @@ def _process(store: Store, item: Item) -> _Result:
     if item.rater != GROUND_TRUTH and (item.mask is not None or item.attributes):
         wrote |= _write_rater_masks(store, item, shape)
 
-    rows = _study_rows(store, item, state, sp) if item.annotations else []
+    try:
+        rows = _study_rows(store, item, state, sp) if item.annotations else []
+    except BadItem as exc:
+        return _Result(item, wrote, [], record, exc)
     return _Result(item, wrote or bool(rows), rows, record)
 
 
@@ -264,7 +268,12 @@ def ingest(
         except Exception as exc:  # anything unexpected still belongs to this one item
             report.failed.append(BadItem(item.id, item.where, f"{type(exc).__name__}: {exc}"))
             return
-        (report.ingested if result.wrote else report.skipped).append(item.id)
+        if result.error is not None:
+            report.failed.append(result.error)
+        elif result.wrote:
+            report.ingested.append(item.id)
+        else:
+            report.skipped.append(item.id)
         if item.id not in in_table:
             records[item.id] = result.record if result.record is not None else store.image_record(item.id)
         study_rows.extend(result.rows)

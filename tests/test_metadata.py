@@ -1,0 +1,93 @@
+"""The metadata table: every leaf of every real record round-trips value-exact."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+from archivestore import _metadata
+from archivestore._metadata import flatten, variable_name
+
+
+def _table(tmp_path, batches):
+    root = zarr.open_group(tmp_path / "t.zarr", mode="w", zarr_format=3)
+    group = root.create_group("metadata")
+    for batch in batches:
+        _metadata.append_rows(group, batch)
+    return xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
+
+
+def _same(a, b) -> bool:
+    return a == b and type(a) is type(b)
+
+
+def test_all_real_v1_records_round_trip(isic_fixtures, tmp_path):
+    records = json.loads(gzip.open(isic_fixtures / "isic-v1" / "images_v1.json.gz").read())
+    assert len(records) == 23906
+    by_name = {r["name"]: r for r in records.values()}
+    items = list(by_name.items())
+    ds = _table(tmp_path, [dict(items[i:i + 6000]) for i in range(0, len(items), 6000)])
+    assert ds.sizes["image"] == len(by_name)
+    back = _metadata.read_records(ds)
+    n_leaves = 0
+    for name, record in by_name.items():
+        want, got = flatten(record), flatten(back[name])
+        assert want.keys() == got.keys(), name
+        for path, value in want.items():
+            assert _same(value, got[path]), (name, path, value, got[path])
+        n_leaves += len(want)
+    assert n_leaves > 23906 * 20
+    # a key with "/" and spaces keeps its exact path
+    var = ds[variable_name(("meta", "unstructured", "clinical diagnosis/impression"))]
+    assert var.attrs["path"] == ["meta", "unstructured", "clinical diagnosis/impression"]
+    frame = _metadata.read_frame(ds)
+    assert frame.loc["ISIC_0000000", "meta.clinical.age_approx"] == 55
+    assert frame["meta.clinical.melanocytic"].dtype == "boolean"
+    assert pd.isna(frame.loc["ISIC_0000000", "meta.clinical.diagnosis_confirm_type"])
+
+
+def test_types_missing_null_and_promotion(tmp_path):
+    ds = _table(tmp_path, [
+        {"a": {"n": 1, "s": "x", "b": True, "l": [1, 2], "e": {}, "z": None, "f": 1.5}},
+        {"b": {"n": None, "s": "", "b": False, "k.ey/": 3}},
+        {"c": {"n": 2.5, "s": 7, "l": "now a string", "big": 2**60}},
+    ])
+    back = _metadata.read_records(ds)
+    assert back["a"] == {"n": 1.0, "s": "x", "b": True, "l": [1, 2], "e": {}, "z": None, "f": 1.5}
+    assert back["b"] == {"n": None, "s": "", "b": False, "k.ey/": 3}
+    assert back["c"] == {"n": 2.5, "s": 7, "l": "now a string", "big": 2**60}
+    assert ds["s"].attrs["value_type"] == "json"
+    assert ds["n"].attrs["value_type"] == "float"
+    assert np.isnan(ds["n"].values[1])           # null → NaN
+    assert ds["k%2Eey%2F"].attrs["path"] == ["k.ey/"]
+    state = ds["field_state"].sel(image="b").values
+    fields = list(ds["field"].values)
+    assert state[fields.index("n")] == _metadata.NULL
+    assert state[fields.index("f")] == _metadata.ABSENT
+
+
+def test_reappending_same_ids_adds_nothing(tmp_path):
+    root = zarr.open_group(tmp_path / "t.zarr", mode="w", zarr_format=3)
+    group = root.create_group("metadata")
+    assert _metadata.append_rows(group, {"a": {"x": 1}, "b": {"x": 2}}) == 2
+    assert _metadata.append_rows(group, {"a": {"x": 1}, "c": {"y": "q"}}) == 1
+    assert _metadata.table_ids(group) == ["a", "b", "c"]
+
+
+def test_repair_cuts_an_interrupted_append(tmp_path):
+    root = zarr.open_group(tmp_path / "t.zarr", mode="w", zarr_format=3)
+    group = root.create_group("metadata")
+    _metadata.append_rows(group, {"a": {"x": 1}})
+    group["x"].resize((5,))            # as if a later append died before the image coordinate
+    group["field_state"].resize((5, 1))
+    with pytest.raises(ValueError):
+        xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
+    _metadata.repair(group)
+    ds = xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
+    assert ds.sizes["image"] == 1

@@ -15,8 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import zarr
+from isic_challenge_scoring import metrics as isc_metrics
+from isic_challenge_scoring import task2 as isc_task2
+from isic_challenge_scoring.confusion import create_binary_confusion_matrix
+from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
+
+from archivestore import ingest, open_store
 
 from archivestore.analysis._scores import (
     METRICS,
@@ -26,74 +31,48 @@ from archivestore.analysis._scores import (
     score_table,
     scored_image_ids,
 )
-from archivestore.imaging import decode_mask
-
-isc = pytest.importorskip("isic_challenge_scoring")
-from isic_challenge_scoring import metrics as isc_metrics  # noqa: E402
-from isic_challenge_scoring import task2 as isc_task2  # noqa: E402
-from isic_challenge_scoring.confusion import create_binary_confusion_matrix  # noqa: E402
-from isic_challenge_scoring.segmentation import SegmentationScore  # noqa: E402
+from archivestore.sources import Item
 
 FEATURES = ["globules", "milia_like_cyst", "negative_network", "pigment_network", "streaks"]
 
 
-# --------------------------------------------------------------------------- a store by the layout
+# --------------------------------------------------------------------------- stores
 
 
-class LayoutStore:
-    """Minimal reader of docs/layout.md with the Store methods the scores use."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = str(path)
-        self.root = zarr.open_group(self.path, mode="r")
-
-    def image_ids(self) -> list[str]:
-        meta = xr.open_zarr(self.path, group="metadata", consolidated=False)
-        return [str(i) for i in meta["image"].values]
-
-    def image(self, image_id: str) -> xr.Dataset:
-        try:
-            node = self.root[f"images/{image_id}"]
-        except KeyError:
-            raise KeyError(image_id) from None
-        if not node.attrs.get("_archivestore", {}).get("complete"):
-            raise KeyError(image_id)
-        return xr.open_zarr(self.path, group=f"images/{image_id}", consolidated=False)
+def _rgb_png(shape: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((*shape, 3), np.uint8), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
 
 
-def _masks_ds(mask, attribute) -> xr.Dataset:
-    ds = xr.Dataset()
-    if mask is not None:
-        ds["mask"] = (("y", "x"), mask.astype(np.uint8))
-    if attribute is not None:
-        feats, arrays = zip(*attribute.items()) if attribute else ((), ())
-        ds["attribute"] = (("feature", "y", "x"), np.stack(arrays).astype(np.uint8))
-        ds = ds.assign_coords(feature=list(feats))
-    return ds
+def _loader(data: bytes):
+    return lambda: data
 
 
-def build_store(path: pathlib.Path, images: dict, predictions: dict, rater: str = "model") -> LayoutStore:
-    """Write a layout-conformant store.
+def build_store(path: pathlib.Path, images: dict, predictions: dict, rater: str = "model"):
+    """Ingest a store: ground truth and one other rater's masks.
 
-    ``images``: ``{id: (mask or None, {feature: mask} or None)}`` ground truth;
-    ``predictions``: the same for ``rater`` (``masks/<rater>/<id>``).
+    ``images``: ``{id: (mask PNG or None, {feature: PNG} or None, shape)}``;
+    ``predictions``: ``{id: (mask PNG or None, {feature: PNG} or None)}`` of ``rater``.
     """
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs["archivestore"] = {"layout": 1}
-    for image_id, (mask, attribute) in images.items():
-        shape = (mask if mask is not None else next(iter(attribute.values()))).shape
-        ds = _masks_ds(mask, attribute)
-        ds["image"] = (("y", "x", "channel"), np.zeros((*shape, 3), np.uint8))
-        ds = ds.assign_coords(channel=["R", "G", "B"])
-        ds.attrs["_archivestore"] = {"complete": True, "shape": list(shape)}
-        ds.to_zarr(str(path), group=f"images/{image_id}", mode="w", consolidated=False, zarr_format=3)
-    for image_id, (mask, attribute) in predictions.items():
-        _masks_ds(mask, attribute).to_zarr(
-            str(path), group=f"masks/{rater}/{image_id}", mode="w", consolidated=False, zarr_format=3
-        )
-    meta = xr.Dataset(coords={"image": list(images)})
-    meta.to_zarr(str(path), group="metadata", mode="w", consolidated=False, zarr_format=3)
-    return LayoutStore(path)
+    store = open_store(path, mode="a")
+    truth = [
+        Item(id=i, metadata={"name": i}, image=_loader(_rgb_png(shape)),
+             mask=_loader(mask) if mask is not None else None,
+             attributes={f: _loader(b) for f, b in (attr or {}).items()})
+        for i, (mask, attr, shape) in images.items()
+    ]
+    report = ingest(store, truth, workers=2, progress=False)
+    assert report.ok, report.failed
+    preds = [
+        Item(id=i, metadata={"name": i}, rater=rater,
+             mask=_loader(mask) if mask is not None else None,
+             attributes={f: _loader(b) for f, b in (attr or {}).items()})
+        for i, (mask, attr) in predictions.items()
+    ]
+    report = ingest(store, preds, workers=2, progress=False)
+    assert report.ok, report.failed
+    return open_store(path, mode="r")
 
 
 # --------------------------------------------------------------------------- random masks
@@ -159,8 +138,8 @@ def lesion_case(tmp_path_factory):
     for image_id, (t, p) in pairs.items():
         (truth_dir / f"{image_id}_segmentation.png").write_bytes(_png(t))
         (pred_dir / f"{image_id}_prediction.png").write_bytes(_png(p))
-        images[image_id] = (decode_mask(_png(t)), None)
-        predictions[image_id] = (decode_mask(_png(p)), None)
+        images[image_id] = (_png(t), None, t.shape)
+        predictions[image_id] = (_png(p), None)
     store = build_store(tmp / "store.zarr", images, predictions)
     return store, pairs, truth_dir, pred_dir
 
@@ -242,11 +221,9 @@ def attribute_case(tmp_path_factory):
         for feature, (t, p) in per.items():
             (truth_dir / f"{image_id}_attribute_{feature}.png").write_bytes(_png(t))
             (pred_dir / f"{image_id}_attribute_{feature}.png").write_bytes(_png(p))
-        truth_attr = {f: decode_mask(_png(t)) for f, (t, _) in per.items()}
-        # the prediction lists its features in another order: scores must follow names
-        pred_attr = {f: decode_mask(_png(per[f][1])) for f in reversed(FEATURES)}
-        images[image_id] = (None, truth_attr)
-        predictions[image_id] = (None, pred_attr)
+        shape = next(iter(per.values()))[0].shape
+        images[image_id] = (None, {f: _png(t) for f, (t, _) in per.items()}, shape)
+        predictions[image_id] = (None, {f: _png(p) for f, (_, p) in per.items()})
     store = build_store(tmp / "store.zarr", images, predictions, rater="model")
     return store, pairs, truth_dir, pred_dir
 
@@ -280,11 +257,12 @@ def test_attribute_scores_match_official(attribute_case):
 
 def test_missing_masks(tmp_path):
     rng = np.random.default_rng(1)
-    m = lambda: (rng.random((8, 9)) > 0.5).astype(np.uint8)  # noqa: E731
+    shape = (8, 9)
+    m = lambda: _png(np.where(rng.random(shape) > 0.5, 255, 0).astype(np.uint8))  # noqa: E731
     store = build_store(
         tmp_path / "s.zarr",
-        images={"a": (m(), {"x": m(), "y": m()}), "b": (m(), None), "c": (None, {"x": m()})},
-        predictions={"a": (m(), {"x": m()}), "c": (m(), {"x": m(), "y": m()}), "d": (m(), None)},
+        images={"a": (m(), {"x": m(), "y": m()}, shape), "b": (m(), None, shape), "c": (None, {"x": m()}, shape)},
+        predictions={"a": (m(), {"x": m()}), "c": (m(), {"x": m(), "y": m()})},
     )
     assert scored_image_ids(store, "ground_truth", "model") == ["a", "c"]
     ds = score(store)  # only "a" has both lesion masks
@@ -299,20 +277,23 @@ def test_missing_masks(tmp_path):
     assert att["scored"].values.tolist() == [[True, False], [True, False]]
     assert np.isnan(float(att["jaccard"].sel(image="a", feature="y")))
     assert np.isnan(float(att["micro_jaccard"].sel(feature="y")))
-    # the reverse direction: the model as truth
+    assert not np.isnan(float(att["micro_jaccard"].sel(feature="x")))
+    # the reverse direction, the model as truth: c has no ground-truth lesion mask
     rev = score(store, truth="model", prediction="ground_truth")
-    # (c has no ground-truth lesion mask, d is not a complete image)
     assert list(rev["image"].values) == ["a"]
+    np.testing.assert_array_equal(rev[["tp", "fp", "fn", "tn"]].to_array().values.ravel(),
+                                  ds[["tp", "fn", "fp", "tn"]].to_array().values.ravel())
 
 
 def test_shape_mismatch(tmp_path):
-    store = build_store(
-        tmp_path / "s.zarr",
-        images={"a": (np.ones((4, 5), np.uint8), None)},
-        predictions={"a": (np.ones((5, 4), np.uint8), None)},
+    path = tmp_path / "s.zarr"
+    build_store(path, images={"a": (_png(np.full((4, 5), 255, np.uint8)), None, (4, 5))}, predictions={})
+    # a mask group of another shape, written by hand (ingest itself refuses such masks)
+    xr.Dataset({"mask": (("y", "x"), np.ones((5, 4), np.uint8))}, attrs={"_archivestore": {"complete": True}}).to_zarr(
+        path, group="masks/model/a", mode="w", consolidated=False, zarr_format=3
     )
     with pytest.raises(ValueError, match="a: truth has shape"):
-        score(store)
+        score(open_store(path), prediction="model")
 
 
 def test_counts_lazy_equals_numpy():

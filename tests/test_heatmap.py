@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import pathlib
 
 import numpy as np
 import pytest
-import xarray as xr
-import zarr
 from PIL import Image
+
+from archivestore import ingest, open_store
 
 from archivestore.analysis import _heatmap
 from archivestore.analysis._heatmap import (
@@ -20,31 +21,12 @@ from archivestore.analysis._heatmap import (
     paint_counts,
     write_heatmaps,
 )
-from archivestore.imaging import decode_superpixels
+from archivestore.imaging import decode_superpixels, encode_superpixels_rgb
+from archivestore.sources import Annotation, Item
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "isic-v1"
+FIXTURES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "isic-v1"
 FEATURES = ["globules", "Pigment network / reticular"]
 RATERS = ["r1", "r2", "r3", "r4"]
-
-
-class LayoutStore:
-    """Minimal reader of docs/layout.md with the Store methods the heatmaps use."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = str(path)
-        self.root = zarr.open_group(self.path, mode="r")
-
-    def image_ids(self) -> list[str]:
-        meta = xr.open_zarr(self.path, group="metadata", consolidated=False)
-        return [str(i) for i in meta["image"].values]
-
-    def image(self, image_id: str) -> xr.Dataset:
-        if not self.root[f"images/{image_id}"].attrs.get("_archivestore", {}).get("complete"):
-            raise KeyError(image_id)
-        return xr.open_zarr(self.path, group=f"images/{image_id}", consolidated=False)
-
-    def study(self, name: str) -> xr.Dataset:
-        return xr.open_zarr(self.path, group=f"studies/{name}", consolidated=False)
 
 
 def _grid_superpixels(shape: tuple[int, int], block: int) -> np.ndarray:
@@ -52,45 +34,52 @@ def _grid_superpixels(shape: tuple[int, int], block: int) -> np.ndarray:
     return ((y // block) * ((shape[1] + block - 1) // block) + x // block).astype(np.uint16)
 
 
-def _annotations(rng: np.random.Generator, n_superpixels: int, width: int) -> np.ndarray:
-    """(feature, rater, superpixel) values 0/0.5/1, NaN beyond the image's superpixels."""
-    out = np.full((len(FEATURES), len(RATERS), width), np.nan, dtype=np.float32)
-    out[..., :n_superpixels] = rng.choice([0.0, 0.5, 1.0], size=(len(FEATURES), len(RATERS), n_superpixels), p=[0.5, 0.25, 0.25])
-    return out
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _values(ann: np.ndarray, rater: int, skip: set[str]):
+    return lambda: {f: ann[k, rater].tolist() for k, f in enumerate(FEATURES) if f not in skip}
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    """A store with two images: the archive's real superpixels of ISIC_0000000 and a small grid."""
+    """An ingested store with two images and a study of four raters.
+
+    The images have the archive's real superpixels of ISIC_0000000 (when the shared
+    fixtures are present) and a small grid; every rater gives 0/0.5/1 per superpixel,
+    and rater r4 did not annotate the second feature of the last image.
+    """
     rng = np.random.default_rng(7)
     path = tmp_path_factory.mktemp("heat") / "store.zarr"
     sp_file = FIXTURES / "ISIC_0000000_superpixels.png"
-    images = {}
+    superpixels = {}
     if sp_file.exists():
-        images["ISIC_0000000"] = decode_superpixels(sp_file.read_bytes())
-    images["ISIC_0000001"] = _grid_superpixels((45, 70), 8)
-    width = max(int(sp.max()) + 1 for sp in images.values()) + 5
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs["archivestore"] = {"layout": 1}
-    rgb, ann = {}, []
-    for image_id, sp in images.items():
+        superpixels["ISIC_0000000"] = (decode_superpixels(sp_file.read_bytes()), sp_file.read_bytes())
+    grid = _grid_superpixels((45, 70), 8)
+    superpixels["ISIC_0000001"] = (grid, encode_superpixels_rgb(grid))
+    rgb, ann, items = {}, {}, []
+    for n, (image_id, (sp, sp_png)) in enumerate(superpixels.items()):
         rgb[image_id] = rng.integers(0, 256, (*sp.shape, 3), dtype=np.uint8)
-        ds = xr.Dataset(
-            {"image": (("y", "x", "channel"), rgb[image_id]), "superpixels": (("y", "x"), sp)},
-            coords={"channel": ["R", "G", "B"]},
-            attrs={"_archivestore": {"complete": True, "n_superpixels": int(sp.max()) + 1}},
-        )
-        ds.to_zarr(str(path), group=f"images/{image_id}", mode="w", consolidated=False, zarr_format=3)
-        ann.append(_annotations(rng, int(sp.max()) + 1, width))
-    ann = np.stack(ann)
-    ann[-1, 1, 3, :] = np.nan  # rater r4 did not annotate the second feature of the last image
-    study = xr.Dataset(
-        {"annotation": (("image", "feature", "rater", "superpixel"), ann)},
-        coords={"image": list(images), "feature": FEATURES, "rater": RATERS},
-    )
-    study.to_zarr(str(path), group="studies/demo", mode="w", consolidated=False, zarr_format=3)
-    xr.Dataset(coords={"image": list(images)}).to_zarr(str(path), group="metadata", mode="w", consolidated=False, zarr_format=3)
-    return LayoutStore(path), images, rgb, ann
+        n_sp = int(sp.max()) + 1
+        values = rng.choice([0.0, 0.5, 1.0], size=(len(FEATURES), len(RATERS), n_sp), p=[0.5, 0.25, 0.25])
+        last = n == len(superpixels) - 1
+        if last:
+            values[1, 3] = np.nan
+        ann[image_id] = values
+        annotations = [
+            Annotation("demo", rater, _values(values, r, {FEATURES[1]} if last and r == 3 else set()))
+            for r, rater in enumerate(RATERS)
+        ]
+        items.append(Item(image_id, {"name": image_id}, image=lambda b=_png(rgb[image_id]): b,
+                          superpixels=lambda b=sp_png: b, annotations=annotations))
+    store = open_store(path, mode="a")
+    report = ingest(store, items, workers=2, progress=False)
+    assert report.ok, report.failed
+    images = {i: sp for i, (sp, _) in superpixels.items()}
+    return open_store(path), images, rgb, ann
 
 
 def _brute_pixel_counts(superpixels, values, definite, pixels):
@@ -116,7 +105,7 @@ def test_counts_per_pixel_match_brute_force(case, definite, f):
         counts = agreement_counts(store, "demo", image_id, FEATURES[f], definite=definite)
         per_pixel = counts.values[sp]
         pixels = [(int(rng.integers(sp.shape[0])), int(rng.integers(sp.shape[1]))) for _ in range(2000)]
-        expected = _brute_pixel_counts(sp, ann[i, f], definite, pixels)
+        expected = _brute_pixel_counts(sp, ann[image_id][f], definite, pixels)
         np.testing.assert_array_equal([per_pixel[p] for p in pixels], expected)
         expected_raters = 3 if (i == len(images) - 1 and f == 1) else 4
         assert counts.attrs["n_raters"] == expected_raters
@@ -133,7 +122,7 @@ def test_painted_pixels(case, definite):
         img = heatmap(store, "demo", image_id, FEATURES[0], definite=definite, legend=False)
         assert img.mode == "RGB" and img.size == (sp.shape[1], sp.shape[0])
         out = np.asarray(img).astype(float)
-        values = ann[i, 0]
+        values = ann[image_id][0]
         marked = (values == 1) if definite else (values > 0)
         per_pixel = marked.sum(axis=0)[sp]
         a = _heatmap.ALPHA
@@ -177,9 +166,12 @@ def test_unknown_image_or_feature(case):
 def test_write_heatmaps_and_montage(case, tmp_path):
     store, images, _, _ = case
     paths = write_heatmaps(store, "demo", FEATURES[1], tmp_path / "out", definite=True)
-    assert paths == [heatmap_path(tmp_path / "out", i, FEATURES[1], definite=True) for i in images]
+    order = [str(i) for i in store.study("demo")["image"].values]
+    assert sorted(order) == sorted(images)
+    assert paths == [heatmap_path(tmp_path / "out", i, FEATURES[1], definite=True) for i in order]
     assert paths[0].name.endswith("_Pigment_network_reticular_definite.png")
-    for path, (image_id, sp) in zip(paths, images.items()):
+    for path, image_id in zip(paths, order):
+        sp = images[image_id]
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size == (sp.shape[1], sp.shape[0])
             # the legend is drawn in the top-left corner: the first pixels differ from the bare heatmap
@@ -196,3 +188,29 @@ def test_write_heatmaps_and_montage(case, tmp_path):
     assert single.size == (2 * 30, 40)
     with pytest.raises(ValueError):
         montage([], columns=2)
+
+
+def test_heatmap_command(case, tmp_path, capsys):
+    import argparse
+
+    from archivestore.analysis._heatmap import add_heatmap_command
+
+    store, images, _, _ = case
+    parser = argparse.ArgumentParser(prog="archivestore")
+    add_heatmap_command(parser.add_subparsers(dest="command"))
+    image_id = list(images)[-1]
+    args = parser.parse_args([
+        "heatmap", store.url, "--study", "demo", "--feature", FEATURES[0], "--image", image_id,
+        "--out", str(tmp_path / "png"), "--montage", str(tmp_path / "m" / "grid.png"), "--columns", "3", "--cell", "100x80",
+    ])
+    assert args.func(args) == 0
+    assert "1 heatmaps written" in capsys.readouterr().out
+    with Image.open(heatmap_path(tmp_path / "png", image_id, FEATURES[0])) as img:
+        assert img.size == (images[image_id].shape[1], images[image_id].shape[0])
+    with Image.open(tmp_path / "m" / "grid.png") as grid:
+        assert grid.size == (100, 80)
+    args = parser.parse_args(["heatmap", store.url, "--study", "nope", "--feature", "x", "--out", str(tmp_path / "o")])
+    assert args.func(args) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["heatmap", store.url, "--study", "demo", "--feature", "x", "--out", "o", "--cell", "big"])

@@ -5,6 +5,15 @@
 >>> archivestore.ingest(store, source)                                  # doctest: +SKIP
 """
 
+from ._isic_cli import add_ingest_isic_commands
 from ._isic_v2 import DEFAULT_V2_URL, TOKEN_ENV, IsicSearchSource, IsicV2, strip_signed_urls, validate_query
 
-__all__ = ["DEFAULT_V2_URL", "TOKEN_ENV", "IsicSearchSource", "IsicV2", "strip_signed_urls", "validate_query"]
+__all__ = [
+    "DEFAULT_V2_URL",
+    "IsicSearchSource",
+    "IsicV2",
+    "TOKEN_ENV",
+    "add_ingest_isic_commands",
+    "strip_signed_urls",
+    "validate_query",
+]

@@ -27,9 +27,49 @@ def sample_dirs(tmp_path_factory) -> dict[str, Path]:
     return write_sample_archive(tmp_path_factory.mktemp("sample-archive"))
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 server (moto) on 127.0.0.1 with an OS-chosen port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """Point s3fs at the local server through the usual AWS environment variables."""
+    import s3fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_bucket(s3_env) -> str:
+    """A fresh, empty bucket on the local S3 server."""
+    import s3fs
+
+    name = f"archivestore-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(name)
+    return name
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 def store_url(request, tmp_path) -> str:
-    """A fresh store location: a local directory and an fsspec ``memory://`` URL."""
+    """A fresh store location: a local directory, fsspec ``memory://``, and a bucket on local S3."""
     if request.param == "local":
         return str(tmp_path / "store.zarr")
-    return f"memory://archivestore-test-{uuid.uuid4().hex}/store.zarr"
+    if request.param == "memory":
+        return f"memory://archivestore-test-{uuid.uuid4().hex}/store.zarr"
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/store.zarr"

@@ -18,6 +18,8 @@ from servers import (
     synthetic_superpixels,
 )
 
+import archivestore
+from archivestore.cli import main
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem
 from archivestore.sources._http import APIError
@@ -168,3 +170,47 @@ def test_girder_paging_and_cache(fixtures, study, tmp_path):
         again = list(IsicStudySource(_api(server, cache_dir=str(tmp_path)), "Synthetic Study", names=NAMES[:2]))
         assert server.log[before:] == []  # listings and records came from the cache
         assert [it.id for it in again] == NAMES[:2]
+
+
+def test_ingest_a_study_through_faults_stores_every_item_once(fixtures, study, tmp_path):
+    images, segs = fixtures
+    faults = Faults(rate=0.2, seed=5)
+    with V1Server(images, segs, studies=[study], faults=faults) as server:
+        store = archivestore.open_store(str(tmp_path / "s.zarr"), mode="a")
+        report = archivestore.ingest(store, IsicStudySource(_api(server), "Synthetic Study"), workers=3, progress=False)
+        assert report.ok, report.failed
+        assert sorted(report.ingested) == NAMES and faults.total > 0
+        assert sorted(store.image_ids()) == NAMES
+        ds = store.study("Synthetic Study")
+        assert sorted(str(r) for r in ds["rater"].values) == ["User AAAA", "User BBBB"]
+        _, annotations, values = study
+        for a in annotations:
+            if a["state"] != "complete":
+                continue
+            for feature, vals in values[a["_id"]].items():
+                got = ds["annotation"].sel(image=a["image"]["name"], feature=feature, rater=a["user"]["name"]).values
+                np.testing.assert_array_equal(got[: len(vals)], np.asarray(vals, dtype=np.float32))
+                assert np.isnan(got[len(vals) :]).all()
+        # BBBB left ISIC_0000003 incomplete: no values
+        assert np.isnan(ds["annotation"].sel(image="ISIC_0000003", rater="User BBBB").values).all()
+        record = store.metadata_records()["ISIC_0000001"]
+        assert record == next(r for r in images.values() if r["name"] == "ISIC_0000001")
+
+
+def test_cli_ingest_isic_study(fixtures, study, tmp_path, capsys):
+    images, segs = fixtures
+    with V1Server(images, segs, studies=[study], users={"alice": "pa55word"}, require_login=True) as server:
+        store = str(tmp_path / "cli.zarr")
+        argv = ["ingest", "isic-study", "Synthetic Study", "--store", store, "--base-url", server.url,
+                "--username", "alice", "--password", "pa55word", "--image", "ISIC_0000001", "--image", "ISIC_0000002",
+                "--backoff", "0", "--no-progress", "--debug"]
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        assert "2 ingested" in captured.out and "pa55word" not in captured.out + captured.err
+        assert "GET http://127.0.0.1" in captured.err
+        for token in server.tokens:
+            assert token not in captured.err
+        assert sorted(archivestore.open_store(store).image_ids()) == ["ISIC_0000001", "ISIC_0000002"]
+        argv[2] = "Synthetic Studdy"
+        assert main(argv) == 2
+        assert "closest: 'Synthetic Study'" in capsys.readouterr().err

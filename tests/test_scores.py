@@ -297,6 +297,26 @@ def test_shape_mismatch(tmp_path):
         score(open_store(path), prediction="model")
 
 
+def test_attribute_features_matched_by_name(tmp_path):
+    """A prediction group listing its features in another order is scored feature by feature."""
+    rng = np.random.default_rng(5)
+    shape = (12, 10)
+    truth = {f: np.where(rng.random(shape) > 0.5, 255, 0).astype(np.uint8) for f in ("x", "y")}
+    pred = {f: np.where(rng.random(shape) > 0.5, 1, 0).astype(np.uint8) for f in ("x", "y")}
+    path = tmp_path / "s.zarr"
+    build_store(path, images={"a": (None, {f: _png(v) for f, v in truth.items()}, shape)}, predictions={})
+    xr.Dataset(
+        {"attribute": (("feature", "y", "x"), np.stack([pred["y"], pred["x"]]))},
+        coords={"feature": np.array(["y", "x"], dtype=object)},
+        attrs={"_archivestore": {"complete": True}},
+    ).to_zarr(path, group="masks/model/a", mode="w", consolidated=False, zarr_format=3)
+    ds = score(open_store(path), kind="attribute")
+    for f in ("x", "y"):
+        cm = create_binary_confusion_matrix(truth[f] > 128, pred[f] > 0)
+        got = ds.sel(image="a", feature=f)
+        assert [int(got[k]) for k in ("tp", "fp", "fn", "tn")] == [cm["TP"], cm["FP"], cm["FN"], cm["TN"]]
+
+
 def test_counts_lazy_equals_numpy():
     import dask.array as da
 

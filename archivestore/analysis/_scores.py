@@ -23,7 +23,7 @@ so a pixel is inside a mask when its stored value is non-zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import dask
@@ -165,24 +165,23 @@ def scored_image_ids(store: Any, truth: str = GROUND_TRUTH, prediction: str = "m
     return [i for i in _rater_image_ids(store, truth) if i in other]
 
 
-def _image_counts(t_ds: xr.Dataset | None, p_ds: xr.Dataset | None, kind: Kind, features: Sequence[str] | None):
-    """Lazy counts for one image: ``(4,)`` for masks, ``(feature, 4)`` plus a presence vector for attributes.
+def _image_counts(t_ds: xr.Dataset | None, p_ds: xr.Dataset | None, kind: Kind):
+    """Lazy counts for one image, or ``None`` when one side lacks the variable.
 
-    Returns ``None`` when one side lacks the variable.
+    Returns ``(counts, None)`` with counts ``(4,)`` for lesion masks, and
+    ``(counts, names)`` with counts ``(len(names), 4)`` for the attribute features
+    ``names`` that both raters have (in the truth's order).
     """
     if t_ds is None or p_ds is None or kind not in t_ds or kind not in p_ds:
         return None
     t, p = t_ds[kind], p_ds[kind]
     if kind == "mask":
         return confusion_counts(t.data, p.data), None
-    t_feat = [str(f) for f in t["feature"].values]
-    p_feat = [str(f) for f in p["feature"].values]
-    present = np.array([f in t_feat and f in p_feat for f in features])
-    if not present.any():
+    p_feat = {str(f) for f in p["feature"].values}
+    both = [str(f) for f in t["feature"].values if str(f) in p_feat]
+    if not both:
         return None
-    both = [f for f, ok in zip(features, present) if ok]
-    counts = confusion_counts(t.sel(feature=both).data, p.sel(feature=both).data, axis=(-2, -1))
-    return counts, present
+    return confusion_counts(t.sel(feature=both).data, p.sel(feature=both).data, axis=(-2, -1)), both
 
 
 def _compute_counts(
@@ -191,46 +190,41 @@ def _compute_counts(
     truth: str,
     prediction: str,
     kind: Kind,
-    features: Sequence[str] | None,
     batch_size: int,
     strict: bool,
-) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None]]:
+) -> tuple[list[str], list[np.ndarray], list[list[str] | None], list[str]]:
+    """Counts of every scorable image, ``batch_size`` images per dask computation.
+
+    Returns the scored ids, their counts, their scored features (attributes) and the
+    union of the truth's features over all images, in first-seen order.
+    """
     done_ids: list[str] = []
     done_counts: list[np.ndarray] = []
-    done_present: list[np.ndarray | None] = []
+    done_names: list[list[str] | None] = []
+    features: dict[str, None] = {}
     for start in range(0, len(ids), batch_size):
-        batch = ids[start : start + batch_size]
         lazy = []
-        for image_id in batch:
+        for image_id in ids[start : start + batch_size]:
             t_ds = _masks_dataset(store, truth, image_id)
             p_ds = _masks_dataset(store, prediction, image_id)
+            if kind == "attribute" and t_ds is not None and "attribute" in t_ds:
+                features.update((str(f), None) for f in t_ds["feature"].values)
             try:
-                got = _image_counts(t_ds, p_ds, kind, features)
+                got = _image_counts(t_ds, p_ds, kind)
             except ValueError as exc:
                 raise ValueError(f"{image_id}: {exc}") from None
             if got is None:
                 if strict:
                     who = truth if t_ds is None or kind not in t_ds else prediction
-                    raise KeyError(f"{image_id}: no {kind} of rater {who!r}")
+                    raise KeyError(f"{image_id}: no {kind} masks of rater {who!r} (or none in common)")
                 continue
             lazy.append((image_id, *got))
         computed = dask.compute(*[counts for _, counts, _ in lazy])
-        for (image_id, _, present), counts in zip(lazy, computed):
+        for (image_id, _, names), counts in zip(lazy, computed):
             done_ids.append(image_id)
             done_counts.append(np.asarray(counts, dtype=np.int64))
-            done_present.append(present)
-    return done_ids, done_counts, done_present
-
-
-def _attribute_features(store: Any, truth: str, ids: Iterable[str]) -> list[str]:
-    """Union of the truth's attribute features, in first-seen order."""
-    seen: dict[str, None] = {}
-    for image_id in ids:
-        ds = _masks_dataset(store, truth, image_id)
-        if ds is not None and "attribute" in ds:
-            for f in ds["feature"].values:
-                seen.setdefault(str(f), None)
-    return list(seen)
+            done_names.append(names)
+    return done_ids, done_counts, done_names, list(features)
 
 
 # --------------------------------------------------------------------------- score
@@ -299,10 +293,7 @@ def score(
     else:
         ids = list(image_ids)
         _rater_image_ids(store, prediction)  # raises KeyError for an unknown rater
-    features = _attribute_features(store, truth, ids) if kind == "attribute" else None
-    done_ids, counts, present = _compute_counts(
-        store, ids, truth, prediction, kind, features, batch_size, strict
-    )
+    done_ids, counts, names, features = _compute_counts(store, ids, truth, prediction, kind, batch_size, strict)
     attrs = {
         "truth": truth,
         "prediction": prediction,
@@ -312,7 +303,7 @@ def score(
     }
     if kind == "mask":
         return _mask_dataset(done_ids, counts, threshold, attrs)
-    return _attribute_dataset(done_ids, counts, present, features or [], threshold, attrs)
+    return _attribute_dataset(done_ids, counts, names, features, threshold, attrs)
 
 
 def _mask_dataset(ids: list[str], counts: list[np.ndarray], threshold: float, attrs: dict) -> xr.Dataset:
@@ -332,7 +323,7 @@ def _mask_dataset(ids: list[str], counts: list[np.ndarray], threshold: float, at
 def _attribute_dataset(
     ids: list[str],
     counts: list[np.ndarray],
-    present: list[np.ndarray | None],
+    names: list[list[str] | None],
     features: list[str],
     threshold: float,
     attrs: dict,
@@ -340,9 +331,11 @@ def _attribute_dataset(
     n_img, n_feat = len(ids), len(features)
     c = np.zeros((n_img, n_feat, 4), dtype=np.int64)
     scored = np.zeros((n_img, n_feat), dtype=bool)
-    for i, (cnt, pres) in enumerate(zip(counts, present)):
-        scored[i, pres] = True
-        c[i, pres] = cnt
+    column = {f: k for k, f in enumerate(features)}
+    for i, (cnt, scored_names) in enumerate(zip(counts, names)):
+        cols = [column[f] for f in scored_names or []]
+        scored[i, cols] = True
+        c[i, cols] = cnt
     per_image = metrics_from_counts(c, threshold)
     ds = xr.Dataset(
         coords={"image": np.array(ids, dtype=object), "feature": np.array(features, dtype=object)},

@@ -72,45 +72,50 @@ def _pair_measures(values, weights, valid, threshold, inclusive, same):
     Returns
     -------
     ndarray (3, image, batch, unit, unit) float64
+
+    Notes
+    -----
+    Weighted matrix products ``(B w) Bᵀ`` of the binary maps and ``(X w) Xᵀ`` of
+    the graded maps give every weighted sum needed: intersections for Dice, and
+    with ``N = Σw`` and ``Σx`` the correlation ``(N Σxy - Σx Σy) / sqrt((N Σx² - (Σx)²)(N Σy² - (Σy)²))``. With
+    integer weights and values in {0, 0.5, 1} every sum and the numerators are
+    exact in float64 (below 2**53 for images up to ~30 megapixels). A map counts
+    as constant when ``N Σx² - (Σx)² <= 1e-12 · N Σx²`` (exactly 0 for such values).
     """
-    x = np.asarray(values, dtype=np.float64)
-    annotated = ~np.isnan(x).all(axis=-1)
-    x = np.nan_to_num(x, nan=0.0)
+    x = np.array(values, dtype=np.float64)
+    missing = np.isnan(x)
+    annotated = ~missing.all(axis=-1)
+    x[missing] = 0.0
+    binary = (x >= threshold) if inclusive else (x > threshold)
+    b = binary.astype(np.float64)
     w = np.asarray(weights, dtype=np.float64)[:, None, None, :]
-    b = (x >= threshold) if inclusive else (x > threshold)
-    b = b.astype(np.float64)
-    bt = np.swapaxes(b, -1, -2)
+
+    bw = b * w
+    inter = bw @ np.swapaxes(b, -1, -2)
+    size = bw.sum(axis=-1)
+    del bw
+    xw = x * w
+    sxy = xw @ np.swapaxes(x, -1, -2)
+    sx = xw.sum(axis=-1)
+    del xw
+    total = w.sum(axis=-1)  # (image, 1, 1)
+    # superpixel counts are small integers: exact in float32, and twice as fast
+    b32 = binary.astype(np.float32)
+    inter_s = (b32 @ np.swapaxes(b32, -1, -2)).astype(np.float64)
+    size_s = np.diagonal(inter_s, axis1=-2, axis2=-1)
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        # pixel-grid Dice: area-weighted intersections and sizes
-        bw = b * w
-        inter = bw @ bt
-        size = bw.sum(axis=-1)
         dice = 2.0 * inter / (size[..., :, None] + size[..., None, :])
-
-        # superpixel-set Dice (unweighted)
-        inter_s = b @ bt
-        size_s = b.sum(axis=-1)
         sp_dice = 2.0 * inter_s / (size_s[..., :, None] + size_s[..., None, :])
-
-        # weighted Pearson correlation over pixels, centred for accuracy
-        total = w.sum(axis=-1)  # (image, 1, 1)
-        mean = (x * w).sum(axis=-1) / total
-        xc = x - mean[..., None]
-        cov = (xc * w) @ np.swapaxes(xc, -1, -2)
-        var = np.diagonal(cov, axis1=-2, axis2=-1)
-        corr = cov / np.sqrt(var[..., :, None] * var[..., None, :])
-        # a map constant over the counted pixels has no defined correlation
-        counted = w > 0
-        lo = np.where(counted, x, np.inf).min(axis=-1)
-        hi = np.where(counted, x, -np.inf).max(axis=-1)
-        varies = hi > lo
+        num = total[..., None] * sxy - sx[..., :, None] * sx[..., None, :]
+        var = np.diagonal(num, axis1=-2, axis2=-1)
+        varies = var > 1e-12 * total * np.diagonal(sxy, axis1=-2, axis2=-1)
+        corr = num / np.sqrt(var[..., :, None] * var[..., None, :])
         corr = np.where(varies[..., :, None] & varies[..., None, :], corr, np.nan)
 
     both = annotated[..., :, None] & annotated[..., None, :] & ~same
     pixel_ok = both & np.asarray(valid, dtype=bool)[:, None, None, None]
-    out = np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan), np.where(both, sp_dice, np.nan)])
-    return out
+    return np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan), np.where(both, sp_dice, np.nan)])
 
 
 def _block_per_feature(annotation, weights, valid, *, threshold, inclusive):

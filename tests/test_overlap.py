@@ -63,10 +63,10 @@ def random_study(seed, n_img=5, n_feat=3, n_rat=4, shape=(9, 11), max_sp=12):
             "superpixel_mask_area": (("image", "superpixel"), mask_area),
             "has_mask": (("image",), has_mask),
         },
-        coords={
-            "image": [f"ISIC_{i:07d}" for i in range(n_img)],
-            "feature": [f"feature {f}" for f in range(n_feat)],
-            "rater": [f"rater{r}" for r in range(n_rat)],
+        coords={  # variable-length strings, as a store keeps labels
+            "image": np.array([f"ISIC_{i:07d}" for i in range(n_img)], dtype=object),
+            "feature": np.array([f"feature {f}" for f in range(n_feat)], dtype=object),
+            "rater": np.array([f"rater{r}" for r in range(n_rat)], dtype=object),
         },
     )
     return study, truth
@@ -259,13 +259,20 @@ def test_distributed_identical(processes):
     xr.testing.assert_identical(local, remote)
 
 
-def test_cli_on_an_ingested_store(tmp_path, capsys):
-    from archivestore import open_store
-    from archivestore.cli import main
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
     from archivestore.demo import run_demo
 
-    path = tmp_path / "demo.zarr"
+    path = tmp_path_factory.mktemp("demo") / "demo.zarr"
     assert run_demo(path, progress=False, out=lambda *a: None) == 0
+    return path
+
+
+def test_cli_on_an_ingested_store(demo_store, capsys):
+    from archivestore import open_store
+    from archivestore.cli import main
+
+    path = demo_store
     capsys.readouterr()
     assert main(["overlap", str(path), "--definite", "--within-mask", "--cross-features"]) == 0
     printed = capsys.readouterr().out
@@ -281,3 +288,18 @@ def test_cli_on_an_ingested_store(tmp_path, capsys):
     # the store's own reader still sees the study as before
     assert set(store.study(name).data_vars) == set(study.data_vars)
     assert main(["overlap", str(path), "--study", "no-such-study"]) == 2
+
+
+def test_cli_with_a_distributed_scheduler(demo_store, capsys):
+    distributed = pytest.importorskip("distributed")
+    from archivestore import open_store
+    from archivestore.cli import main
+
+    name = open_store(demo_store).studies()[0]
+    assert main(["overlap", str(demo_store), "--study", name]) == 0
+    local = xr.open_zarr(demo_store, group=f"studies/{name}/overlap", consolidated=False).load()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["overlap", str(demo_store), "--study", name, "--scheduler", cluster.scheduler_address]) == 0
+    remote = xr.open_zarr(demo_store, group=f"studies/{name}/overlap", consolidated=False).load()
+    xr.testing.assert_identical(local, remote)
+    assert "pigment_network" in capsys.readouterr().out

@@ -211,8 +211,10 @@ def superpixel_map(index) -> SuperpixelMap:
     Notes
     -----
     Cost is one pass over the pixels plus a stable sort of the runs of equal
-    labels; memory is the ``uint32`` pixel list (4 bytes a pixel) plus a 1-byte
-    temporary per pixel, against isicarchive's ``4 * n * (largest + 1)`` bytes.
+    labels (a noise-like index image, with runs of one pixel, degrades to a
+    stable sort of all pixels: still correct, slower); memory is the ``uint32``
+    pixel list (4 bytes a pixel), the runs and a 1-megapixel scratch buffer,
+    against isicarchive's ``4 * n * (largest + 1)`` bytes.
     """
     flat, shape = _flat_index(index)
     size = flat.size

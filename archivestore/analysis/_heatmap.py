@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 from PIL import Image, ImageDraw, ImageFont
@@ -223,7 +224,8 @@ def heatmap(
     out = np.empty((height, width, 3), dtype=np.uint8)
     for y0 in range(0, height, _STRIP_ROWS):
         rows = slice(y0, min(y0 + _STRIP_ROWS, height))
-        strip = ds[["image", "superpixels"]].isel(y=rows).compute()
+        # read in the calling thread: heatmaps run as dask tasks themselves (write_heatmaps)
+        strip = ds[["image", "superpixels"]].isel(y=rows).compute(scheduler="synchronous")
         out[rows] = paint_counts(
             strip["image"].transpose("y", "x", "channel").values,
             strip["superpixels"].transpose("y", "x").values,
@@ -339,6 +341,9 @@ def write_heatmaps(
 ) -> list[Path]:
     """Write one heatmap PNG per image (see :func:`heatmap`, :func:`heatmap_path`).
 
+    One dask task per image, run by the current dask scheduler (local threads by
+    default, or a ``dask.distributed`` client's workers writing to a shared ``out_dir``).
+
     Parameters
     ----------
     store, study, feature, definite, alpha
@@ -359,13 +364,17 @@ def write_heatmaps(
         image_ids = [str(i) for i in ds["image"].values if str(i) in in_store]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for image_id in image_ids:
-        img = heatmap(store, ds, image_id, feature, definite=definite, alpha=alpha)
-        path = heatmap_path(out_dir, image_id, feature, definite=definite)
-        img.save(path, format="PNG")
-        written.append(path)
-    return written
+    tasks = [
+        dask.delayed(_write_one, pure=False)(store, ds, image_id, feature, out_dir, definite, alpha)
+        for image_id in image_ids
+    ]
+    return list(dask.compute(*tasks))
+
+
+def _write_one(store: Any, ds: xr.Dataset, image_id: str, feature: str, out_dir: Path, definite: bool, alpha: float) -> Path:
+    path = heatmap_path(out_dir, image_id, feature, definite=definite)
+    heatmap(store, ds, image_id, feature, definite=definite, alpha=alpha).save(path, format="PNG")
+    return path
 
 
 # --------------------------------------------------------------------------- command line

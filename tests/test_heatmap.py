@@ -212,5 +212,9 @@ def test_heatmap_command(case, tmp_path, capsys):
     args = parser.parse_args(["heatmap", store.url, "--study", "nope", "--feature", "x", "--out", str(tmp_path / "o")])
     assert args.func(args) == 2
     assert "nope" in capsys.readouterr().err
+    args = parser.parse_args(["heatmap", store.url, "--study", "demo", "--feature", FEATURES[0], "--image", "ISIC_9999999",
+                              "--out", str(tmp_path / "o")])
+    assert args.func(args) == 2
+    assert "ISIC_9999999" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["heatmap", store.url, "--study", "demo", "--feature", "x", "--out", "o", "--cell", "big"])

@@ -195,6 +195,14 @@ def test_ingest_a_study_through_faults_stores_every_item_once(fixtures, study, t
         assert np.isnan(ds["annotation"].sel(image="ISIC_0000003", rater="User BBBB").values).all()
         record = store.metadata_records()["ISIC_0000001"]
         assert record == next(r for r in images.values() if r["name"] == "ISIC_0000001")
+        # a rerun downloads no image, superpixels or mask again (the ingest re-reads annotation values)
+        def downloads():
+            return [p for p, _, _ in server.log if p.endswith(("/download", "/superpixels", "/mask")) and not p.startswith("/api/v1/annotation/")]
+
+        before = len(downloads())
+        again = archivestore.ingest(store, IsicStudySource(_api(server), "Synthetic Study"), progress=False)
+        assert again.ok and sorted(again.ingested + again.skipped) == NAMES
+        assert len(downloads()) == before
 
 
 def test_cli_ingest_isic_study(fixtures, study, tmp_path, capsys):

@@ -15,6 +15,7 @@ v2 records (derived from real v1 records: same ids, clinical fields and licenses
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import hmac
@@ -159,8 +160,12 @@ def synthetic_mask(segmentation_id: str, shape: tuple[int, int]) -> np.ndarray:
     return np.where(inside, 255, 0).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
 def load_v1_fixtures() -> tuple[dict, dict]:
-    """The real recorded v1 ``(images, segmentations)`` records keyed by ``_id``."""
+    """The real recorded v1 ``(images, segmentations)`` records keyed by ``_id``.
+
+    Read once per test session and shared: do not modify them (copy first).
+    """
     with gzip.open(V1_FIXTURES / "images_v1.json.gz", "rt", encoding="utf-8") as f:
         images = json.load(f)
     with gzip.open(V1_FIXTURES / "segmentations_v1.json.gz", "rt", encoding="utf-8") as f:

@@ -350,11 +350,12 @@ def test_score_command(lesion_case, attribute_case, tmp_path, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "Macro averaged metrics" in printed and "threshold_jaccard" in printed
-    expected = score_table(score(store))
+    scores = score(store)
+    expected = score_table(scores)
     frame = pd.read_csv(out, index_col="image")
     assert list(frame.index) == list(expected.index)
     np.testing.assert_allclose(frame[list(METRICS)].to_numpy(), expected[list(METRICS)].to_numpy())
-    macro = float(score(store)["macro_average"].sel(metric="dice"))
+    macro = float(scores["macro_average"].sel(metric="dice"))
     assert f"{macro:.4f}"[:5] in printed
 
     args = _parser().parse_args(["score", attribute_case[0].url, "--prediction", "model", "--attribute"])

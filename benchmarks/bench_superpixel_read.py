@@ -1,0 +1,145 @@
+"""Reading a superpixel index from the store against decoding its PNG.
+
+Makes RGB-encoded superpixel PNGs (jittered-grid Voronoi cells, as ``archivestore.demo``
+draws them, encoded with ``archivestore.imaging.encode_superpixels_rgb``) at ISIC's
+large and common sizes, 6000x4000 (step 100 px, ~2400 superpixels) and 1022x767
+(step 28 px, ~1000 superpixels, like the real ISIC_0000000), ingests each with its
+image into a store with the real ingest, then times, median of ``--repeat`` runs:
+
+* baseline: read the PNG file and ``archivestore.imaging.decode_superpixels`` it;
+* ``store.image(id)["superpixels"].values``, cold (a fresh ``open_store`` each run)
+  and warm (the store opened once);
+* raw zarr ``images/<id>/superpixels`` read, cold (fresh ``zarr.open_array``) and
+  warm (the array object kept).
+
+"Cold" means fresh objects, not a dropped OS page cache: the files are local and hot.
+Printed: each time and the speed-up (baseline time / contender time).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_superpixel_read.py [--quick] [--repeat 7]
+
+Goal (foundation issue): the store read at least 5x faster than decoding the PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+import zarr.storage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+from archivestore import ingest, open_store  # noqa: E402
+from archivestore.imaging import decode_superpixels, encode_superpixels_rgb  # noqa: E402
+from archivestore.sources import Item  # noqa: E402
+
+GOAL = 5.0
+SIZES = [  # (label, rows, cols, step)
+    ("6000x4000", 4000, 6000, 100),
+    ("1022x767", 767, 1022, 28),
+]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 repeats")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = ap.parse_args(argv)
+    repeat = 3 if args.quick else args.repeat
+    print(f"machine: {c.machine()}")
+    print(c.load_note())
+    print(f"median of {repeat} runs (after one warm-up run); speed-up = PNG decode time / store read time")
+    cold_speed: dict[str, float] = {}
+    rng = np.random.default_rng(2016)
+    with c.workdir("superpixel-read-", keep=args.keep) as tmp:
+        store_path = tmp / "store.zarr"
+        items, pngs = [], {}
+        for k, (label, h, w, step) in enumerate(SIZES):
+            image_id = f"ISIC_{k:07d}"
+            sp = c.superpixels(rng, h, w, step)
+            data = encode_superpixels_rgb(sp)
+            pngs[image_id] = tmp / f"{image_id}_superpixels.png"
+            pngs[image_id].write_bytes(data)
+            image = c.jpeg(np.full((h, w, 3), 180, np.uint8))
+            items.append(Item(id=image_id, metadata={"isic_id": image_id}, image=lambda b=image: b,
+                              superpixels=lambda p=pngs[image_id]: p.read_bytes()))
+            print(f"{label}: {int(sp.max()) + 1} superpixels, PNG {len(data) / 1e6:.2f} MB")
+        report = ingest(open_store(store_path, mode="a"), items, progress=False)
+        assert report.ok, report.failed
+
+        print()
+        print(f"{'image':10s} {'how':48s} {'median':>11s} {'speed-up':>9s}")
+        for k, (label, h, w, step) in enumerate(SIZES):
+            image_id = f"ISIC_{k:07d}"
+            png_path = pngs[image_id]
+            expect = decode_superpixels(png_path.read_bytes())
+            key = f"images/{image_id}/superpixels"
+
+            def baseline():
+                return decode_superpixels(png_path.read_bytes())
+
+            def store_cold():
+                return open_store(store_path).image(image_id)["superpixels"].values
+
+            warm_store = open_store(store_path)
+
+            def store_warm():
+                return warm_store.image(image_id)["superpixels"].values
+
+            def zarr_cold():
+                return zarr.open_array(zarr.storage.LocalStore(store_path, read_only=True), path=key,
+                                       mode="r", zarr_format=3)[...]
+
+            warm_arr = zarr.open_array(zarr.storage.LocalStore(store_path, read_only=True), path=key,
+                                       mode="r", zarr_format=3)
+
+            def zarr_warm():
+                return warm_arr[...]
+
+            def xr_nodask():
+                return xr.open_zarr(warm_store.zstore, group=f"images/{image_id}", consolidated=False,
+                                    chunks=None)["superpixels"].values
+
+            methods = [
+                ("baseline: read PNG + decode_superpixels", baseline),
+                ("store.image(id)['superpixels'].values cold", store_cold),
+                ("store.image(id)['superpixels'].values warm", store_warm),
+                ("zarr images/<id>/superpixels[...] cold", zarr_cold),
+                ("zarr images/<id>/superpixels[...] warm", zarr_warm),
+                ("(xr.open_zarr(..., chunks=None), no dask, warm)", xr_nodask),
+            ]
+            for _, fn in methods:
+                got = fn()  # also the warm-up
+                assert got.dtype == expect.dtype and np.array_equal(got, expect), fn.__name__
+            # methods run in turn within each repeat, so a change in the machine's load
+            # during the run falls on all of them alike
+            samples = {name: [] for name, _ in methods}
+            for _ in range(repeat):
+                for name, fn in methods:
+                    samples[name].append(c.timed(fn))
+            base = float(np.median(samples[methods[0][0]]))
+            for name, fn in methods:
+                t = float(np.median(samples[name]))
+                speed = base / t
+                if fn is store_cold:
+                    cold_speed[label] = speed
+                print(f"{label:10s} {name:48s} {c.fmt_s(t)} {speed:8.1f}x")
+    print()
+    for label, speed in cold_speed.items():
+        verdict = "meets" if speed >= GOAL else "MISSES"
+        print(f"{label}: store.image(id)['superpixels'].values (cold) is {speed:.1f}x the speed of the PNG "
+              f"decode: {verdict} the goal of >= {GOAL:.0f}x")
+    print(c.load_note())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

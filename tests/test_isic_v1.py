@@ -121,7 +121,9 @@ def test_study_source_through_faults(fixtures, study):
 def test_the_real_superpixels_of_isic_0000000(fixtures, study):
     images, segs = fixtures
     with V1Server(images, segs, studies=[study]) as server:
-        item = next(iter(IsicStudySource(_api(server), "Synthetic Study", names=["ISIC_0000000"])))
+        source = IsicStudySource(_api(server), "Synthetic Study", names=["ISIC_0000000", "ISIC_9999999"])
+        item, = list(source)
+        assert [(p.item_id, "not an image of study 'Synthetic Study'" in p.reason) for p in source.problems] == [("ISIC_9999999", True)]
         index = decode_superpixels(item.superpixels())
         assert index.shape == (480, 640) and int(index.max()) + 1 == 996
         assert all(len(v) == 996 for a in item.annotations for v in a.values().values())

@@ -469,17 +469,19 @@ class Client:
         *,
         limit: int | None = None,
         page_size: int = 100,
+        cache: bool = False,
     ) -> Iterator[Any]:
         """Records of a cursor-paged list (``{"count", "next", "results"}``), following ``next``.
 
         ``count`` may come on the first page only; ``page_size`` is capped at 100.
+        ``cache=True`` serves pages from the listing cache (never for records with signed URLs).
         """
         query = dict(params or {})
         query["limit"] = max(1, min(int(page_size), 100, limit if limit else 100))
         url: str | None = self.url(path)
         n = 0
         while url:
-            page = self.get_json(url, query)
+            page = self.get_json(url, query, cache=cache)
             query = None  # ``next`` carries every parameter
             for record in page.get("results", []):
                 if limit is not None and n >= limit:

@@ -249,6 +249,9 @@ class IsicStudySource:
             if previous is None or str(ann.get("stopTime", "")) > str(previous.get("stopTime", "")):
                 by_image[image_id][rater] = ann
         images = [im for im in study.get("images", []) if self.names is None or im.get("name") in self.names]
+        if self.names is not None:
+            for name in sorted(self.names - {im.get("name") for im in images}):
+                self.problems.append(BadItem(name, api.client.url(f"study/{study['_id']}"), f"not an image of study {study_name!r}"))
 
         def fetch(summary: dict) -> tuple[dict, Any]:
             name = summary.get("name") or summary["_id"]

@@ -136,7 +136,7 @@ class IsicV2:
 
     def collections(self, *, limit: int | None = None) -> list[dict]:
         """Collection records (``id, name, public, pinned, doi, ...``)."""
-        return list(self.client.cursor_pages("collections/", limit=limit))
+        return list(self.client.cursor_pages("collections/", limit=limit, cache=True))
 
     def file_bytes(self, record: dict, kind: str = "full") -> bytes:
         """A file of an image (``full`` or ``thumbnail_256``), verified against its recorded size.

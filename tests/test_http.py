@@ -9,7 +9,7 @@ import pytest
 import urllib3.util.retry
 from servers import Faults, V2Server, synthetic_v2_records
 
-from archivestore.sources._http import APIError, Client, ListingCache, bounded_map, find_password, redact
+from archivestore.sources._http import APIError, Client, ListingCache, bounded_map, find_password, identity_of, redact
 
 
 @pytest.fixture
@@ -137,6 +137,14 @@ def test_listing_cache_expires_and_keeps_identities_apart(records, tmp_path):
         expired = _client(server, cache=ListingCache(tmp_path, expire_after=-1))
         expired.get_json("collections/", cache=True)
         assert len(server.requests_to("collections/")) == 3
+
+
+def test_cache_identities():
+    assert identity_of(None) == "anonymous"
+    alice = identity_of("token-1", "alice")
+    assert alice == identity_of("token-2", "alice")  # a new login of the same user reuses the cache
+    assert alice != identity_of("token-1", "bob") and alice != identity_of("token-1")
+    assert "token-1" not in alice
 
 
 def test_debug_log_shows_requests_without_secrets(records, caplog):

@@ -198,10 +198,12 @@ class ListingCache:
 
 
 def identity_of(secret: str | None, user: str | None = None) -> str:
-    """A cache identity: ``anonymous``, or a short hash naming the user/token (never the secret)."""
+    """A cache identity: ``anonymous``, else a short hash of the user name (so each login of
+    the same user shares entries), else of the token. Never the secret itself."""
     if not secret and not user:
         return "anonymous"
-    return "auth:" + hashlib.sha256(f"{user or ''}\0{secret or ''}".encode()).hexdigest()[:16]
+    who = f"user\0{user}" if user else f"token\0{secret}"
+    return "auth:" + hashlib.sha256(who.encode()).hexdigest()[:16]
 
 
 def find_password(url: str, username: str | None, password: str | None = None, *, prompt: bool = True) -> tuple[str, str]:

@@ -80,7 +80,7 @@ def test_keys_file_chooses_and_renames(v2_store, tmp_path):
     export_csv(store, tmp_path / "mapped.csv", keys=keys)
     rows = _read(tmp_path / "mapped.csv")
     assert rows[0] == ["image", "age", "size", "license"]
-    for r, row in zip(records, rows[1:]):
+    for r, row in zip(records, rows[1:], strict=True):
         age = r["metadata"]["clinical"]["age_approx"]
         assert row == [r["isic_id"], "" if age is None else str(age), "100", r["copyright_license"]]
     bad = tmp_path / "bad.csv"

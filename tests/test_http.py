@@ -104,7 +104,7 @@ def test_token_goes_only_to_the_api_origin(records):
         client = _client(server)
         client.set_token("Authorization", "Bearer good")
         client.get_json("images/")
-        other = "http://localhost:%d/api/v2/images/" % server.httpd.server_address[1]
+        other = f"http://localhost:{server.httpd.server_address[1]}/api/v2/images/"
         client.get_json(other)
         sent = [h.get("Authorization") for _, _, h in server.requests_to("images/")]
     assert sent == ["Bearer good", None]

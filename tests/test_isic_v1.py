@@ -60,7 +60,7 @@ def test_best_segmentation_rule_on_the_real_records(fixtures):
     for s in segs.values():
         by_image.setdefault(s["imageId"], []).append(s)
     chosen = 0
-    for image_id, group in list(by_image.items())[:3000]:
+    for group in list(by_image.values())[:3000]:
         group = sorted(group, key=lambda s: s["created"], reverse=True)
         best = best_segmentation(group)
         usable = [s for s in group if not s["failed"] and _rank(s) >= 0]

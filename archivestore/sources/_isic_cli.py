@@ -63,12 +63,25 @@ def add_ingest_isic_commands(ingest_subparsers: Any) -> None:
     p.set_defaults(func=_run_isic)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (added once)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.debug:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
         log = logging.getLogger("archivestore.http")
-        log.addHandler(handler)
+        if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
         log.setLevel(logging.INFO)
     return dict(
         retries=args.retries,

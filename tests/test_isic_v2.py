@@ -103,6 +103,16 @@ def test_items_never_hold_signed_urls_and_downloads_survive_expiry(records):
         assert len(denied) == 10  # each item: one 403, one good download
 
 
+def test_thumbnails_instead_of_full_images(records):
+    with V2Server(records) as server:
+        item = next(iter(IsicSearchSource(_api(server), limit=1, file="thumbnail_256")))
+        h, w = server.by_id[item.id]["_shape"]
+        assert decode_image(item.image()).shape == (h // 2, w // 2, 3)
+        assert [p for p, _, _ in server.log if p.startswith("/files/")] == [f"/files/{item.id}/thumbnail_256.png"]
+    with pytest.raises(ValueError, match="thumbnail_256"):
+        IsicSearchSource(_api(server), file="thumb")
+
+
 def test_download_failure_names_the_item(records):
     with V2Server(records) as server:
         item = next(iter(IsicSearchSource(_api(server), limit=1)))

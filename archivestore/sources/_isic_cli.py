@@ -60,6 +60,7 @@ def add_ingest_isic_commands(ingest_subparsers: Any) -> None:
     p.add_argument("--collections", default=None, help="comma-separated collection ids")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--token", default=None, help=f"OAuth bearer token (default ${TOKEN_ENV})")
+    p.add_argument("--thumbnails", action="store_true", help="store the 256-pixel thumbnails instead of the full images")
     p.set_defaults(func=_run_isic)
 
 
@@ -118,7 +119,8 @@ def _run_isic_study(args: argparse.Namespace) -> int:
 def _run_isic(args: argparse.Namespace) -> int:
     try:
         api = IsicV2(args.base_url, token=args.token, **_client_options(args))
-        source = IsicSearchSource(api, args.query, args.collections, limit=args.limit)
+        source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,
+                                  file="thumbnail_256" if args.thumbnails else "full")
         return _ingest(args, source)
     except (APIError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -171,6 +171,10 @@ class IsicSearchSource:
         An :class:`IsicV2` client.
     query, collections, limit
         As :meth:`IsicV2.search`.
+    file
+        Which file becomes the image: ``"full"`` (default) or ``"thumbnail_256"``
+        (the 256-pixel thumbnails, for a small preview store; the metadata's
+        ``pixels_x``/``pixels_y`` then describe the full image, not the stored one).
 
     Notes
     -----
@@ -180,7 +184,18 @@ class IsicSearchSource:
     superpixels, masks or study annotations.
     """
 
-    def __init__(self, api: IsicV2, query: str | None = None, collections: list[int] | str | None = None, *, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        api: IsicV2,
+        query: str | None = None,
+        collections: list[int] | str | None = None,
+        *,
+        limit: int | None = None,
+        file: str = "full",
+    ) -> None:
+        if file not in ("full", "thumbnail_256"):
+            raise ValueError(f"file must be 'full' or 'thumbnail_256', not {file!r}")
+        self.file = file
         self.api = api
         self.query = validate_query(query)
         self.collections = collections
@@ -196,13 +211,13 @@ class IsicSearchSource:
             except BadItem as exc:
                 self.problems.append(exc)
                 continue
-            yield Item(id=item_id, metadata=strip_signed_urls(record), image=_file_loader(api, record, item_id), where=where)
+            yield Item(id=item_id, metadata=strip_signed_urls(record), image=_file_loader(api, record, item_id, self.file), where=where)
 
 
-def _file_loader(api: IsicV2, record: dict, item_id: str):
+def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str):
     def load() -> bytes:
         try:
-            return api.file_bytes(record, "full")
+            return api.file_bytes(record, kind)
         except APIError as exc:
             raise BadItem(item_id, exc.url, exc.reason) from None
 

@@ -33,28 +33,35 @@ def _chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def put_array(group: zarr.Group, name: str, data: np.ndarray, dims: tuple[str, ...], **attrs: Any) -> str:
-    """Write ``data`` as array ``name`` of ``group`` in 1024² tiles; return its checksum."""
-    arr = group.create_array(
-        name,
+def put_array(group: zarr.Group, name: str, data: np.ndarray, dims: tuple[str, ...], *,
+              fresh: bool = False, **attrs: Any) -> str:
+    """Write ``data`` as array ``name`` of ``group`` in 1024² tiles; return its checksum.
+
+    ``fresh=True`` says the group was just created empty, which spares deleting an
+    old array first (a listing and a delete on a bucket).
+    """
+    spec = dict(
         shape=data.shape,
         dtype=data.dtype,
         chunks=_chunks(data.shape, dims),
-        compressors=COMPRESSORS if data.dtype.kind != "T" and data.dtype.kind != "U" else None,
-        fill_value=0 if data.dtype.kind in "biuf" else "",
+        compressors=COMPRESSORS,
+        fill_value=0,
         dimension_names=dims,
         attributes=attrs or None,
-        overwrite=True,
     )
+    try:
+        arr = group.create_array(name, overwrite=not fresh, **spec)
+    except zarr.errors.ContainsArrayError:  # remains of a write cut short while its group was dropped
+        arr = group.create_array(name, overwrite=True, **spec)
     arr[...] = data
     return checksum(data)
 
 
-def put_coord(group: zarr.Group, name: str, labels: list[str]) -> None:
+def put_coord(group: zarr.Group, name: str, labels: list[str], *, fresh: bool = False) -> None:
     """Write a string coordinate ``name`` (dimension of the same name)."""
     arr = group.create_array(
         name, shape=(len(labels),), dtype=str, chunks=(max(len(labels), 1),), fill_value="",
-        dimension_names=(name,), overwrite=True,
+        dimension_names=(name,), overwrite=not fresh,
     )
     arr[...] = np.array(labels, dtype=str)
 

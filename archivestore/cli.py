@@ -51,8 +51,23 @@ def _cmd_ingest_challenge(args) -> int:
 
     source = ChallengeSource(args.dirs, study=args.study, rater=args.rater)
     store = open_store(args.store, mode="a", storage_options=storage_options(args.storage_option))
-    report = ingest(store, source, workers=args.workers, progress=not args.no_progress)
+    report = ingest(store, source, workers=args.workers, client=args.scheduler, progress=not args.no_progress)
     return _print_report(report, source)
+
+
+def _cmd_verify(args) -> int:
+    from archivestore import open_store
+    from archivestore.verify import verify
+
+    store = open_store(args.store, mode="a" if args.repair else "r",
+                       storage_options=storage_options(args.storage_option))
+    report = verify(store, repair=args.repair, workers=args.workers, progress=not args.no_progress)
+    for problem in report.problems:
+        print(f"PROBLEM {problem}", file=sys.stderr)
+    for problem in report.unrepaired:
+        print(f"NOT REPAIRED {problem}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _cmd_info(args) -> int:
@@ -93,9 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rater", default="ground_truth", help="whose masks/features these are (default ground_truth)")
     c.add_argument("--workers", type=int, default=None, help="worker threads (default: CPUs)")
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--scheduler", metavar="ADDRESS", help="run on a dask.distributed cluster (scheduler address)")
     add_store_options(c)
     c.set_defaults(func=_cmd_ingest_challenge)
     _optional_commands(ingest_sub, [("archivestore.sources.isic_v1", "add_ingest_isic_commands")])
+
+    p = sub.add_parser("verify", help="check every image against its ingest checksums (--repair to fix)")
+    p.add_argument("store")
+    p.add_argument("--repair", action="store_true", help="re-ingest damaged or missing images from their origin")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    add_store_options(p)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("info", help="what is in a store")
     p.add_argument("store")

@@ -22,13 +22,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from archivestore import _metadata
-from archivestore._images import checksum, put_array, put_coord, write_group_state
+from archivestore._images import put_array, put_coord, write_group_state
+from archivestore._lock import acquire
 from archivestore._studies import StudyRow, append_study
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem, Item, validate_id
 from archivestore.store import GROUND_TRUTH, Store
 
 __all__ = ["IngestReport", "ingest"]
+
+LEASE_SECONDS = 300.0
+"""How long a writer's claim on an image (or on the shared tables) lasts if it dies."""
 
 
 @dataclass
@@ -50,7 +54,6 @@ class IngestReport:
 
 @dataclass
 class _Result:
-    item: Item
     wrote: bool
     rows: list[tuple[str, StudyRow]]
     record: dict[str, Any] | None  # the record written now, None if the group was complete
@@ -80,9 +83,7 @@ def _check_shape(item: Item, what: str, arr: np.ndarray, shape: tuple[int, int])
                       f"{what} is {arr.shape[1]}x{arr.shape[0]} but the image is {shape[1]}x{shape[0]}")
 
 
-def _attributes(item: Item, shape) -> tuple[list[str], np.ndarray] | None:
-    if not item.attributes:
-        return None
+def _attributes(item: Item, shape) -> tuple[list[str], np.ndarray]:
     names = sorted(item.attributes)
     planes = []
     for name in names:
@@ -92,28 +93,60 @@ def _attributes(item: Item, shape) -> tuple[list[str], np.ndarray] | None:
     return names, np.stack(planes)
 
 
-def _write_masks(group, item: Item, shape, have: dict[str, str]) -> dict[str, str]:
+def _write_masks(group, item: Item, shape, have: dict[str, str], fresh: bool) -> dict[str, str]:
     """Decode and write the item's lesion mask and attribute masks not yet in ``have``."""
     sums: dict[str, str] = {}
     if item.mask is not None and "mask" not in have:
         mask = _decode(item, "mask", item.mask, decode_mask)
         _check_shape(item, "mask", mask, shape)
-        sums["mask"] = put_array(group, "mask", mask, ("y", "x"))
+        sums["mask"] = put_array(group, "mask", mask, ("y", "x"), fresh=fresh)
     if item.attributes and "attribute" not in have:
         names, stack = _attributes(item, shape)
-        put_coord(group, "feature", names)
-        sums["attribute"] = put_array(group, "attribute", stack, ("feature", "y", "x"))
+        put_coord(group, "feature", names, fresh=fresh)
+        sums["attribute"] = put_array(group, "attribute", stack, ("feature", "y", "x"), fresh=fresh)
     return sums
 
 
+def _todo(store: Store, item: Item, state: dict[str, Any] | None) -> bool:
+    """Whether the store lacks anything this item brings."""
+    if not (state or {}).get("complete"):
+        return True
+    have = state.get("checksums", {})
+    if item.superpixels is not None and "superpixels" not in have:
+        return True
+    if item.rater == GROUND_TRUTH:
+        return (item.mask is not None and "mask" not in have) or bool(item.attributes and "attribute" not in have)
+    if item.mask is not None or item.attributes:
+        return not (store._group_state(f"masks/{item.rater}/{item.id}") or {}).get("complete")
+    return False
+
+
 def _process(store: Store, item: Item) -> _Result:
-    """Write what the store lacks of one item; return its study rows (worker thread)."""
-    images = store.root["images"]
-    state = store.image_state(item.id) or {}
-    wrote = False
-    record = None
-    sp = None
-    if not state.get("complete"):
+    """Write what the store lacks of one item; return its study rows (worker thread or dask task)."""
+    state = store.image_state(item.id)
+    wrote, record, sp = False, None, None
+    if _todo(store, item, state):
+        with acquire(store.zstore, f"images/{item.id}", lease_seconds=LEASE_SECONDS):
+            state = store.image_state(item.id)  # another writer may have finished it meanwhile
+            if _todo(store, item, state):
+                wrote, record, sp, state = _write(store, item, state)
+    state = state or {}
+    try:
+        rows = _study_rows(store, item, state, sp) if item.annotations else []
+    except BadItem as exc:
+        return _Result(wrote, [], record, exc)
+    return _Result(wrote or bool(rows), rows, record)
+
+
+def _write(store: Store, item: Item, state: dict[str, Any] | None):
+    """Write the image group (or the parts it lacks) and the rater's masks; marker last.
+
+    ``state`` is None when there is no group yet, ``{}``-like without ``complete``
+    when an earlier write was interrupted (the group is then rewritten whole).
+    """
+    images = store.images_group
+    record, sp = None, None
+    if not (state or {}).get("complete"):
         if item.image is None:
             raise BadItem(item.id, item.where, "the image is not in the store; ingest the image itself first")
         image = _decode(item, "image", item.image, decode_image)
@@ -123,16 +156,17 @@ def _process(store: Store, item: Item) -> _Result:
             _check_shape(item, "superpixels", sp, shape)
         if "_archivestore" in item.metadata:
             raise BadItem(item.id, item.where, "metadata record has the reserved key '_archivestore'")
-        group = images.create_group(item.id, overwrite=True, attributes=dict(item.metadata))
-        put_coord(group, "channel", ["R", "G", "B"])
-        sums = {"image": put_array(group, "image", image, ("y", "x", "channel"))}
+        # an interrupted group is dropped whole; a new one needs no deleting
+        group = images.create_group(item.id, overwrite=state is not None, attributes=dict(item.metadata))
+        put_coord(group, "channel", ["R", "G", "B"], fresh=True)
+        sums = {"image": put_array(group, "image", image, ("y", "x", "channel"), fresh=True)}
         if sp is not None:
-            sums["superpixels"] = put_array(group, "superpixels", sp, ("y", "x"))
+            sums["superpixels"] = put_array(group, "superpixels", sp, ("y", "x"), fresh=True)
         if item.rater == GROUND_TRUTH:
-            sums.update(_write_masks(group, item, shape, {}))
+            sums.update(_write_masks(group, item, shape, {}, fresh=True))
         state = {"complete": True, "shape": [int(shape[0]), int(shape[1])], "checksums": sums,
                  "n_superpixels": int(sp.max()) + 1 if sp is not None and sp.size else None,
-                 "source": item.where}
+                 "source": item.where, "origin": item.origin}
         write_group_state(group, state)
         wrote = True
         record = dict(item.metadata)
@@ -147,30 +181,32 @@ def _process(store: Store, item: Item) -> _Result:
             extra["superpixels"] = put_array(group, "superpixels", sp, ("y", "x"))
             state["n_superpixels"] = int(sp.max()) + 1 if sp.size else None
         if item.rater == GROUND_TRUTH:
-            extra.update(_write_masks(group, item, shape, have))
+            extra.update(_write_masks(group, item, shape, have, fresh=False))
+        wrote = bool(extra)
         if extra:
-            state = {**state, "checksums": {**have, **extra}}
+            state = {**state, "checksums": {**have, **extra}, "origin": _merge_origins(state.get("origin"), item.origin)}
             write_group_state(group, state)
-            wrote = True
-
     if item.rater != GROUND_TRUTH and (item.mask is not None or item.attributes):
         wrote |= _write_rater_masks(store, item, shape)
+    return wrote, record, sp, state
 
-    try:
-        rows = _study_rows(store, item, state, sp) if item.annotations else []
-    except BadItem as exc:
-        return _Result(item, wrote, [], record, exc)
-    return _Result(item, wrote or bool(rows), rows, record)
+
+def _merge_origins(old: dict | None, new: dict | None) -> dict | None:
+    """One origin naming every file an image's parts came from (parts may come in several runs)."""
+    if not old or not new or old.get("source") != new.get("source") or "files" not in old:
+        return old or new
+    return {**old, "files": {**old["files"], **new.get("files", {})}}
 
 
 def _write_rater_masks(store: Store, item: Item, shape) -> bool:
     path = f"masks/{item.rater}/{item.id}"
-    existing = store._group_state(path) or {}
-    if existing.get("complete"):
+    state = store._group_state(path)
+    if (state or {}).get("complete"):
         return False
-    group = store.root["masks"][item.rater].create_group(item.id, overwrite=True)
-    sums = _write_masks(group, item, shape, {})
-    write_group_state(group, {"complete": True, "shape": list(shape), "checksums": sums, "source": item.where})
+    group = store.root["masks"][item.rater].create_group(item.id, overwrite=state is not None)
+    sums = _write_masks(group, item, shape, {}, fresh=True)
+    write_group_state(group, {"complete": True, "shape": list(shape), "checksums": sums,
+                              "source": item.where, "origin": item.origin})
     return True
 
 
@@ -179,11 +215,11 @@ def _study_rows(store: Store, item: Item, state: dict[str, Any], sp: np.ndarray 
     if not n:
         raise BadItem(item.id, item.where, "has study annotations but no superpixels")
     if sp is None:
-        sp = store.root["images"][item.id]["superpixels"][...]
+        sp = store.images_group[item.id]["superpixels"][...]
     area = np.bincount(sp.ravel(), minlength=n).astype(np.uint32)
     mask_area = None
     if "mask" in state.get("checksums", {}):
-        mask = store.root["images"][item.id]["mask"][...]
+        mask = store.images_group[item.id]["mask"][...]
         mask_area = np.bincount(sp.ravel(), weights=mask.ravel(), minlength=n).astype(np.uint32)
     rows = []
     for ann in item.annotations:
@@ -207,11 +243,58 @@ def _study_rows(store: Store, item: Item, state: dict[str, Any], sp: np.ndarray 
     return rows
 
 
+class _Threads:
+    """Runs tasks on a local thread pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.slots = 2 * workers
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def wait_some(self, futures) -> set:
+        return wait(futures, return_when=FIRST_COMPLETED).done
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+class _Dask:
+    """Runs tasks on a dask.distributed cluster; the store travels as its URL."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.slots = 2 * max(1, sum(client.nthreads().values()))
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def wait_some(self, futures) -> set:
+        from distributed import wait as dask_wait
+
+        return dask_wait(list(futures), return_when="FIRST_COMPLETED").done
+
+    def close(self) -> None:
+        pass
+
+
+def _runner(workers: int | None, client):
+    if client is None:
+        return _Threads(workers or os.cpu_count() or 1)
+    if isinstance(client, str):
+        from distributed import Client
+
+        client = Client(client)
+    return _Dask(client)
+
+
 def ingest(
     store: Store,
     source: Iterable[Item],
     *,
     workers: int | None = None,
+    client=None,
     progress: bool = True,
     batch_size: int = 256,
 ) -> IngestReport:
@@ -226,6 +309,10 @@ def ingest(
         list (items it could not even form), those are reported too.
     workers
         Worker threads decoding and writing images (default: the number of CPUs).
+    client
+        A ``dask.distributed.Client`` or a scheduler address: each image becomes a
+        task (fetch, decode, validate, write) on the cluster's workers, which write
+        straight to the store; this process appends the metadata and study rows.
     progress
         Show a tqdm progress bar on stderr.
     batch_size
@@ -237,10 +324,8 @@ def ingest(
     IngestReport
         ``ok`` is false when any item failed; each failure names the item and the reason.
     """
-    workers = workers or os.cpu_count() or 1
     report = IngestReport()
     meta_group = store.root["metadata"]
-    _metadata.repair(meta_group)
     in_table = set(_metadata.table_ids(meta_group))
     seen: set[str] = set()
     made_raters: set[str] = set()
@@ -248,18 +333,23 @@ def ingest(
     study_rows: list[tuple[str, StudyRow]] = []
 
     def flush() -> None:
+        if not records and not study_rows:
+            return
         by_study: dict[str, list[StudyRow]] = {}
         for study, row in study_rows:
             by_study.setdefault(study, []).append(row)
-        for study, rows in by_study.items():
-            append_study(store.root["studies"], study, rows)
-        if records:
-            _metadata.append_rows(meta_group, records)
-            in_table.update(records)
+        # the shared arrays have one writer at a time, across processes and hosts
+        with acquire(store.zstore, "tables", lease_seconds=LEASE_SECONDS):
+            for study, rows in by_study.items():
+                append_study(store.root["studies"], study, rows)
+            _metadata.repair(meta_group)
+            if records:
+                _metadata.append_rows(meta_group, records)
+        in_table.update(records)
         records.clear()
         study_rows.clear()
 
-    def collect(fut: Future, item: Item) -> None:
+    def collect(fut, item: Item) -> None:
         try:
             result = fut.result()
         except BadItem as exc:
@@ -282,8 +372,9 @@ def ingest(
 
     total = len(source) if hasattr(source, "__len__") else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
-    pending: dict[Future, Item] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    runner = _runner(workers, client)
+    pending: dict = {}
+    try:
         for item in source:
             try:
                 validate_id(item.id, item.where)
@@ -299,17 +390,18 @@ def ingest(
                 bar.update()
                 continue
             seen.add(item.id)
-            pending[pool.submit(_process, store, item)] = item
-            while len(pending) >= 2 * workers:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
+            pending[runner.submit(_process, store, item)] = item
+            while len(pending) >= runner.slots:
+                for fut in runner.wait_some(pending):
                     collect(fut, pending.pop(fut))
                     bar.update()
-        for fut in list(pending):
-            wait([fut])
-            collect(fut, pending.pop(fut))
-            bar.update()
-    flush()
-    bar.close()
+        while pending:
+            for fut in runner.wait_some(pending):
+                collect(fut, pending.pop(fut))
+                bar.update()
+        flush()
+    finally:
+        runner.close()
+        bar.close()
     report.failed.extend(getattr(source, "problems", []) or [])
     return report

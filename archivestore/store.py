@@ -7,6 +7,8 @@ image costs the same in a 10-image store as in a 400,000-image one.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +18,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 import zarr.storage
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from archivestore import _metadata
 
@@ -62,19 +66,36 @@ def open_store(
         root = zarr.open_group(zstore, mode="a", zarr_format=3)
         if "archivestore" not in root.attrs:
             root.attrs["archivestore"] = {"layout": LAYOUT_VERSION}
-        for name in ("images", "masks", "studies", "metadata"):
+        for name in ("images", "masks", "studies", "metadata", "_locks", "_locks/images"):
             if name not in root:
                 root.create_group(name)
-    return Store(os.fspath(url), zstore, root)
+    return Store(os.fspath(url), zstore, root, mode=mode, storage_options=storage_options)
+
+
+def _reopen(url: str, mode: str, storage_options: dict) -> Store:
+    key = (url, mode, repr(sorted(storage_options.items())))
+    if key not in _OPENED:
+        _OPENED[key] = open_store(url, mode, storage_options)
+    return _OPENED[key]
+
+
+_OPENED: dict[tuple, Store] = {}
 
 
 class Store:
     """A store opened with :func:`open_store`; reading methods return lazy xarray objects."""
 
-    def __init__(self, url: str, zstore, root: zarr.Group) -> None:
+    def __init__(self, url: str, zstore, root: zarr.Group, *, mode: str = "r",
+                 storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.zstore = zstore
         self.root = root
+        self.mode = mode
+        self.storage_options = dict(storage_options or {})
+
+    def __reduce__(self):
+        # a Store travels to dask workers as what it takes to open it again there
+        return _reopen, (self.url, self.mode, self.storage_options)
 
     def __repr__(self) -> str:
         return f"<archivestore.Store {self.url!r}>"
@@ -88,15 +109,24 @@ class Store:
         return self._group_state(f"images/{image_id}")
 
     def _group_state(self, path: str) -> dict[str, Any] | None:
-        try:
-            group = zarr.open_group(self.zstore, path=path, mode="r", zarr_format=3)
-        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        # one GET of the group's zarr.json: this runs for every item of every ingest
+        buf = sync(self.zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
+        if buf is None:
             return None
-        return dict(group.attrs.get("_archivestore", {}))
+        try:
+            doc = json.loads(buf.to_bytes())
+        except ValueError:
+            return {}
+        return dict(doc.get("attributes", {}).get("_archivestore", {}))
+
+    @functools.cached_property
+    def images_group(self) -> zarr.Group:
+        """The ``images`` group (its own metadata never changes, so it is read once)."""
+        return self.root["images"]
 
     def image_record(self, image_id: str) -> dict[str, Any]:
         """The original metadata record kept as the attributes of ``images/<id>``."""
-        attrs = dict(self.root["images"][image_id].attrs)
+        attrs = dict(self.images_group[image_id].attrs)
         attrs.pop("_archivestore", None)
         return attrs
 

@@ -30,8 +30,11 @@ def sample_dirs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def s3_server():
     """A local S3 server (moto) on 127.0.0.1 with an OS-chosen port; yields its endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

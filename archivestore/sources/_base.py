@@ -31,6 +31,9 @@ class BadItem(ValueError):
         self.reason = reason
         super().__init__(f"{item_id}: {where}: {reason}")
 
+    def __reduce__(self):
+        return type(self), (self.item_id, self.where, self.reason)
+
 
 def validate_id(image_id: str, where: str = "") -> str:
     """Return ``image_id`` if it is safe as a Zarr node name, else raise :class:`BadItem`.
@@ -78,6 +81,8 @@ class Item:
         Human-readable origin (file path or URL without secrets) for errors.
     rater
         Whose masks ``mask``/``attributes`` are (default ``ground_truth``).
+    origin
+        How to fetch the item again (see :mod:`archivestore.repair`).
     """
 
     id: str
@@ -90,6 +95,9 @@ class Item:
     where: str = ""
     rater: str = "ground_truth"
     """Whose ``mask`` and ``attributes`` these are; other raters' masks go to ``masks/<rater>/<id>``."""
+    origin: dict[str, Any] | None = None
+    """JSON description of where the bytes came from, kept in the store so that
+    ``archivestore verify --repair`` can fetch them again (no secrets, no signed URLs)."""
 
 
 class Source(Protocol):

@@ -27,7 +27,7 @@ from typing import Any
 
 from archivestore.sources._base import Annotation, BadItem, Item, validate_id
 
-__all__ = ["ChallengeSource", "read_csv_records"]
+__all__ = ["ChallengeSource", "item_from_origin", "read_csv_records"]
 
 _FILE_RE = re.compile(
     r"^(?P<id>.+?)(?P<suffix>_superpixels|_segmentation|_Segmentation|_features|_attribute_(?P<feature>.+))?"
@@ -136,6 +136,8 @@ class ChallengeSource:
                 self.problems.append(exc)
                 continue
             record = {"isic_id": image_id, **records.get(image_id, {})}
+            origin = {"source": "challenge", "rater": self.rater,
+                      "files": {k: str(v) for k, v in parts["paths"].items()}}
             items.append(Item(
                 id=image_id,
                 metadata=record,
@@ -146,6 +148,7 @@ class ChallengeSource:
                 annotations=parts.get("annotations", []),
                 where=str(parts["where"]),
                 rater=self.rater,
+                origin=origin,
             ))
         for image_id in sorted(set(records) - set(files)):
             self.csv_only.append(image_id)
@@ -169,7 +172,10 @@ class ChallengeSource:
             self.ignored.append(path)
             return
         image_id, suffix = m["id"], (m["suffix"] or "").lower()
-        parts = files.setdefault(image_id, {"where": path})
+        parts = files.setdefault(image_id, {"where": path, "paths": {}})
+        if suffix != "_features":
+            key = f"attribute_{m['feature']}" if m["feature"] else (suffix.lstrip("_") or "image")
+            parts["paths"]["mask" if key == "segmentation" else key] = path.resolve()
         if suffix == "":
             if m["ext"].lower() == "json":
                 self.ignored.append(path)
@@ -185,6 +191,24 @@ class ChallengeSource:
                 Annotation(study=study, rater=self.rater, values=_json_reader(path), where=str(path)))
         else:
             parts.setdefault("attributes", {})[m["feature"]] = _reader(path)
+
+
+def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item:
+    """Rebuild the item of one image from the ``origin`` kept in the store (for repair)."""
+    files = {k: Path(v) for k, v in origin["files"].items()}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{image_id}: source files are gone: {', '.join(missing)}")
+    return Item(
+        id=image_id, metadata=metadata,
+        image=_reader(files["image"]) if "image" in files else None,
+        superpixels=_reader(files["superpixels"]) if "superpixels" in files else None,
+        mask=_reader(files["mask"]) if "mask" in files else None,
+        attributes={k[len("attribute_"):]: _reader(p) for k, p in files.items() if k.startswith("attribute_")},
+        where=str(files.get("image", next(iter(files.values()), ""))),
+        rater=origin.get("rater", "ground_truth"),
+        origin=origin,
+    )
 
 
 def _json_reader(path: Path):

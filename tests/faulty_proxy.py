@@ -1,0 +1,78 @@
+"""An HTTP proxy on 127.0.0.1 that fails a share of requests before passing the rest on.
+
+Put in front of the local S3 server, it stands in for a flaky bucket: a seeded share of
+requests is answered ``503 SlowDown`` (or ``500``) without reaching the server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host"}
+
+
+class FaultyProxy:
+    """Forward to ``upstream``, failing ``share`` of the requests (seeded, counted)."""
+
+    def __init__(self, upstream: str, share: float, seed: int = 0) -> None:
+        self.upstream = urlsplit(upstream)
+        self.share = share
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.failed = 0
+        self.passed = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    fail = proxy.rng.random() < proxy.share
+                    proxy.failed += fail
+                    proxy.passed += not fail
+                if fail:
+                    msg = b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import numpy as np
+import pytest
 from PIL import Image
 
 from archivestore import open_store
@@ -24,39 +26,46 @@ def _many_images(folder: Path, n: int) -> None:
         Image.fromarray(noise).save(folder / f"ISIC_{k:07d}.png", compress_level=1)
 
 
-def _complete_groups(store_path: Path) -> int:
+def _complete_groups(url: str) -> int:
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache()
     n = 0
-    for meta in store_path.glob("images/*/zarr.json"):
+    for meta in fs.glob(f"{root}/images/*/zarr.json"):
         try:
-            n += bool(json.loads(meta.read_text())["attributes"].get("_archivestore", {}).get("complete"))
-        except (ValueError, KeyError):
+            n += bool(json.loads(fs.cat_file(meta))["attributes"].get("_archivestore", {}).get("complete"))
+        except (ValueError, KeyError, FileNotFoundError):
             pass
     return n
 
 
-def test_kill_and_rerun(tmp_path):
-    src, store_path = tmp_path / "src", tmp_path / "s.zarr"
-    n = 40
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_kill_and_rerun(tmp_path, request, where):
+    n = 40 if where == "local" else 16
+    src = tmp_path / "src"
+    if where == "local":
+        store_url = str(tmp_path / "s.zarr")
+    else:
+        store_url = f"s3://{request.getfixturevalue('s3_bucket')}/s.zarr"
     _many_images(src, n)
-    cmd = [sys.executable, "-m", "archivestore", "ingest", "challenge", str(src), "--store", str(store_path),
+    cmd = [sys.executable, "-m", "archivestore", "ingest", "challenge", str(src), "--store", store_url,
            "--no-progress", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while _complete_groups(store_path) < 3 and time.monotonic() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 120
+    while _complete_groups(store_url) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = _complete_groups(store_path)
+    done_before = _complete_groups(store_url)
     assert 0 < done_before < n, "the ingest was not interrupted half-way"
 
-    store = open_store(store_path, mode="r")
+    store = open_store(store_url, mode="r")
     for image_id in store.image_ids():   # whatever the table lists is complete
         assert store.image(image_id)["image"].shape == (700, 900, 3)
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{n - done_before} ingested, {done_before} already complete, 0 failed" in rerun.stdout
-    store = open_store(store_path, mode="r")
+    store = open_store(store_url, mode="r")
     ids = store.image_ids()
     assert sorted(ids) == [f"ISIC_{k:07d}" for k in range(n)]      # each exactly once
     for image_id in ids[:: 7]:

@@ -220,7 +220,7 @@ def _study_rows(store: Store, item: Item, state: dict[str, Any], sp: np.ndarray 
     mask_area = None
     if "mask" in state.get("checksums", {}):
         mask = store.images_group[item.id]["mask"][...]
-        mask_area = np.bincount(sp.ravel(), weights=mask.ravel(), minlength=n).astype(np.uint32)
+        mask_area = np.bincount(sp[mask.astype(bool)], minlength=n).astype(np.uint32)
     rows = []
     for ann in item.annotations:
         try:

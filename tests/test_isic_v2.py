@@ -186,3 +186,24 @@ def test_records_derived_from_the_real_v1_records(tmp_path):
         frame = store.metadata_frame()
         for r in chosen:
             assert frame.loc[r["name"], "metadata.clinical.age_approx"] == r["meta"]["clinical"].get("age_approx")
+
+
+def test_verify_repairs_a_damaged_image_from_the_api(tmp_path):
+    from archivestore.verify import verify
+
+    records = synthetic_v2_records(3)
+    with V2Server(records) as server:
+        path = tmp_path / "s.zarr"
+        store = archivestore.open_store(str(path), mode="a")
+        assert archivestore.ingest(store, IsicSearchSource(_api(server)), progress=False).ok
+        image_id = records[1]["isic_id"]
+        origin = store.image_state(image_id)["origin"]
+        assert origin == {"source": "isic_v2", "api": server.url, "isic_id": image_id, "file": "full"}
+        for chunk in (path / "images" / image_id / "image" / "c").rglob("*"):
+            if chunk.is_file():
+                chunk.write_bytes(b"garbage")
+        report = verify(store, repair=True, progress=False)
+        assert [p.image_id for p in report.problems] == [image_id] and report.repaired == [image_id]
+        expected = np.asarray(Image.open(io.BytesIO(server._file(records[1], "full"))).convert("RGB"))
+        np.testing.assert_array_equal(store.image(image_id)["image"].values, expected)
+        assert verify(store, progress=False).ok

@@ -1,14 +1,37 @@
-"""Sources: one module per archive or on-disk layout, all yielding :class:`Item` objects."""
+"""Sources: one module per archive or on-disk layout, all yielding :class:`Item` objects.
+
+- :class:`ChallengeSource`: ISIC challenge files on disk (2016/2017/2018 layouts).
+- :class:`IsicStudySource` over :class:`IsicV1`: a study of the Girder API v1.
+- :class:`IsicSearchSource` over :class:`IsicV2`: a search of today's API v2.
+"""
 
 from typing import Any
 
-from archivestore.sources import challenge
+from archivestore.sources import _isic_v1, _isic_v2, challenge
 from archivestore.sources._base import Annotation, BadItem, Item, Source, validate_id
 from archivestore.sources.challenge import ChallengeSource
+from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
+from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
 
-__all__ = ["Annotation", "BadItem", "ChallengeSource", "Item", "Source", "item_from_origin", "validate_id"]
+__all__ = [
+    "Annotation",
+    "BadItem",
+    "ChallengeSource",
+    "IsicSearchSource",
+    "IsicStudySource",
+    "IsicV1",
+    "IsicV2",
+    "Item",
+    "Source",
+    "item_from_origin",
+    "validate_id",
+]
 
-_ORIGINS = {"challenge": challenge.item_from_origin}
+_ORIGINS = {
+    "challenge": challenge.item_from_origin,
+    "isic_v1": _isic_v1.item_from_origin,
+    "isic_v2": _isic_v2.item_from_origin,
+}
 
 
 def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item:

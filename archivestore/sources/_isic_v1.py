@@ -290,6 +290,8 @@ class IsicStudySource:
                 mask=_loader(lambda s=seg["_id"], n=item_id: api.mask_bytes(s, item=n), item_id) if seg else None,
                 annotations=annotations,
                 where=api.client.url(f"image/{image_id}"),
+                origin={"source": "isic_v1", "api": api.base_url, "image_id": image_id,
+                        "segmentation_id": seg["_id"] if seg else None, "superpixels": self.superpixels},
             )
 
     def _values(self, annotation_id: str, features: list[str], item_id: str) -> Callable[[], dict[str, list[float]]]:
@@ -297,3 +299,19 @@ class IsicStudySource:
             return {f: self.api.annotation_values(annotation_id, f, item=item_id) for f in features}
 
         return load
+
+
+def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item:
+    """The item of one image fetched again from the v1 API an ingest recorded (anonymously)."""
+    api = IsicV1(origin["api"], prompt=False)
+    image_id, seg = origin["image_id"], origin.get("segmentation_id")
+    return Item(
+        id=item_id,
+        metadata=metadata,
+        image=_loader(lambda: api.image_bytes(image_id, item=item_id), item_id),
+        superpixels=_loader(lambda: api.superpixels_bytes(image_id, item=item_id), item_id)
+        if origin.get("superpixels", True) else None,
+        mask=_loader(lambda: api.mask_bytes(seg, item=item_id), item_id) if seg else None,
+        where=api.client.url(f"image/{image_id}"),
+        origin=origin,
+    )

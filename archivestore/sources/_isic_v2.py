@@ -211,7 +211,9 @@ class IsicSearchSource:
             except BadItem as exc:
                 self.problems.append(exc)
                 continue
-            yield Item(id=item_id, metadata=strip_signed_urls(record), image=_file_loader(api, record, item_id, self.file), where=where)
+            yield Item(id=item_id, metadata=strip_signed_urls(record), image=_file_loader(api, record, item_id, self.file),
+                       where=where, origin={"source": "isic_v2", "api": api.base_url, "isic_id": item_id,
+                                            "file": self.file})
 
 
 def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str):
@@ -222,3 +224,16 @@ def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str):
             raise BadItem(item_id, exc.url, exc.reason) from None
 
     return load
+
+
+def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item:
+    """The item of one image fetched again from the v2 API an ingest recorded (token from ``ISIC_TOKEN``)."""
+    api = IsicV2(origin["api"])
+
+    def load() -> bytes:
+        try:
+            return api.file_bytes(api.image(origin["isic_id"]), origin.get("file", "full"))
+        except APIError as exc:
+            raise BadItem(item_id, exc.url, exc.reason) from None
+
+    return Item(id=item_id, metadata=metadata, image=load, where=api.client.url(f"images/{item_id}/"), origin=origin)

@@ -177,6 +177,11 @@ def profile_ingest(dirs: list[Path], store_path: Path, top: int) -> None:
     stats = pstats.Stats(profiles[0])
     for prof in profiles[1:]:
         stats.add(prof)
+    worker_cpu = stats.total_tt
+    main_cpu = pstats.Stats(main_prof).total_tt
+    print(f"process CPU {cpu:.2f} s = ingest worker threads {worker_cpu:.2f} s + main thread {main_cpu:.2f} s "
+          f"+ other threads {cpu - worker_cpu - main_cpu:.2f} s (zarr's event loop and the thread pool "
+          f"it runs codecs and file I/O in: compression, chunk assembly, writes)")
     buf = io.StringIO()
     stats.stream = buf
     stats.sort_stats("tottime").print_stats(top)

@@ -4,7 +4,7 @@ Records are nested JSON objects with ragged fields. :func:`flatten` turns a reco
 into ``{key path: leaf value}``; :func:`append_rows` adds rows to the Zarr group,
 creating variables for new fields and promoting a variable's type when new values
 need it; :func:`read_frame` and :func:`read_records` give the table back as a pandas
-DataFrame and as the exact leaf values. See ``docs/layout.md`` for the contract.
+DataFrame and as the exact leaf values. The README's "store layout" section is the contract.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from archivestore._export import add_export_command
+from archivestore._select import add_select_command
+from archivestore.analysis import add_heatmap_command, add_overlap_command, add_score_command
+from archivestore.sources._isic_cli import add_ingest_isic_commands
+
 __all__ = ["main", "storage_options"]
 
 
@@ -111,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scheduler", metavar="ADDRESS", help="run on a dask.distributed cluster (scheduler address)")
     add_store_options(c)
     c.set_defaults(func=_cmd_ingest_challenge)
-    _optional_commands(ingest_sub, [("archivestore.sources.isic_v1", "add_ingest_isic_commands")])
+    add_ingest_isic_commands(ingest_sub)
 
     p = sub.add_parser("verify", help="check every image against its ingest checksums (--repair to fix)")
     p.add_argument("store")
@@ -127,25 +132,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_options(p)
     p.set_defaults(func=_cmd_info)
 
-    _optional_commands(sub, [
-        ("archivestore.analysis", "add_overlap_command"),
-        ("archivestore.analysis", "add_score_command"),
-        ("archivestore.analysis", "add_heatmap_command"),
-        ("archivestore.select", "add_select_command"),
-        ("archivestore.export", "add_export_command"),
-    ])
+    add_overlap_command(sub)            # has its own --scheduler
+    for add in (add_score_command, add_heatmap_command):
+        _on_cluster(add(sub))
+    add_select_command(sub)
+    add_export_command(sub)
     return parser
 
 
-def _optional_commands(sub, entries) -> None:
-    import importlib
+def _on_cluster(parser: argparse.ArgumentParser) -> None:
+    """Give an analysis command ``--scheduler ADDRESS``: its dask work then runs on that cluster."""
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address (default: threads)")
+    run = parser.get_default("func")
 
-    for module, name in entries:
-        try:
-            add = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        add(sub)
+    def func(args) -> int:
+        if not args.scheduler:
+            return run(args)
+        from distributed import Client
+
+        with Client(args.scheduler):
+            return run(args)
+
+    parser.set_defaults(func=func)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

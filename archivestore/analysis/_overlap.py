@@ -1,6 +1,6 @@
 """Rater overlap in a study: Dice and correlation of per-superpixel annotations.
 
-A study (``studies/<name>``, see docs/layout.md) holds ``annotation[image, feature,
+A study (``studies/<name>``, see the README's store layout) holds ``annotation[image, feature,
 rater, superpixel]`` (0 absent, 0.5 possible, 1 definite, NaN no value) and the
 pixel count of every superpixel (``superpixel_area``) and of its part inside the
 lesion mask (``superpixel_mask_area``). Painting a rater's values through the

@@ -24,6 +24,7 @@ def _common(p: argparse.ArgumentParser, default_url: str) -> None:
     p.add_argument("--cache-expire", type=float, default=86400.0, help="cache lifetime in seconds (default one day)")
     p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run fetch/decode/write on a dask.distributed cluster")
     from archivestore.cli import add_store_options
 
     add_store_options(p)
@@ -99,7 +100,8 @@ def _ingest(args: argparse.Namespace, source: Any) -> int:
     from archivestore.cli import storage_options
 
     store = archivestore.open_store(args.store, mode="a", storage_options=storage_options(args.storage_option))
-    report = archivestore.ingest(store, source, workers=args.workers, progress=not args.no_progress)
+    report = archivestore.ingest(store, source, workers=args.workers, client=args.scheduler,
+                                 progress=not args.no_progress)
     for bad in report.failed:
         print(f"FAILED {bad}", file=sys.stderr)
     print(report.summary())

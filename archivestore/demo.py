@@ -168,13 +168,35 @@ def run_demo(store_url: str | Path = "archivestore-demo.zarr", workdir: str | Pa
     for name, s in info["studies"].items():
         out(f"  study {name}: {s['images']} images x {len(s['features'])} features x "
             f"{len(s['raters'])} raters ({', '.join(s['raters'])}), up to {s['max_superpixels']} superpixels")
-    first = store.image_ids()[0]
+    first = sorted(store.image_ids())[0]
     ds = store.image(first)
     out(f"  {first}: " + ", ".join(f"{v} {tuple(ds[v].shape)} {ds[v].dtype}" for v in ds.data_vars))
+    _analyses(store_url, out)
     out("")
     out("open it with plain xarray (archivestore need not be installed):")
     out("  import xarray as xr")
     out(f"  xr.open_zarr({str(store_url)!r}, group='images/{first}', consolidated=False)")
     out(f"  xr.open_zarr({str(store_url)!r}, group='metadata', consolidated=False)")
     out(f"  xr.open_zarr({str(store_url)!r}, group='studies/{STUDY}', consolidated=False)")
+    out(f"  xr.open_zarr({str(store_url)!r}, group='studies/{STUDY}/overlap', consolidated=False)")
     return 1 if failed else 0
+
+
+def _analyses(store_url, out) -> None:
+    """Rater overlap of the demo study, and the model's masks scored against the ground truth."""
+    from archivestore import open_store
+    from archivestore.analysis import overlap, score, write_overlap
+    from archivestore.analysis._overlap_cli import format_summary
+
+    store = open_store(store_url, mode="a")
+    result = overlap(store.study(STUDY))
+    write_overlap(store, STUDY, result)
+    out("")
+    out(f"rater overlap in {STUDY} (written to studies/{STUDY}/overlap):")
+    for line in format_summary(result.compute()).splitlines():
+        out("  " + line)
+    scores = score(store, truth="ground_truth", prediction="model")
+    macro = scores["macro_average"].to_series()
+    out("")
+    out("the model's lesion masks against ground_truth (macro averages): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in macro.items()))

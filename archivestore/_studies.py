@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-__all__ = ["StudyRow", "append_study", "repair_study"]
+__all__ = ["StudyRow", "annotated_pairs", "append_study", "repair_study"]
 
 IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = 16, 8, 8, 2048
 _COMPRESSORS = (ZstdCodec(level=3),)
@@ -25,6 +25,7 @@ _DATA = {
     "superpixel_area": (("image", "superpixel"), "uint32", 0, (IMAGE_CHUNK, SUPERPIXEL_CHUNK)),
     "superpixel_mask_area": (("image", "superpixel"), "uint32", 0, (IMAGE_CHUNK, SUPERPIXEL_CHUNK)),
     "has_mask": (("image",), "bool", False, (1024,)),
+    "annotated": (("image", "rater"), "bool", False, (1024, 64)),
 }
 _ATTRS = {
     "annotation": {"long_name": "per-superpixel feature value", "flag_values": [0.0, 0.5, 1.0],
@@ -33,6 +34,7 @@ _ATTRS = {
     "superpixel_mask_area": {"long_name": "pixels of each superpixel inside the ground_truth lesion mask",
                              "units": "pixels"},
     "has_mask": {"long_name": "whether superpixel_mask_area is known (the image has a lesion mask)"},
+    "annotated": {"long_name": "whether the rater's values for the image are stored (a rerun skips them)"},
 }
 
 
@@ -56,6 +58,16 @@ def _ensure(group: zarr.Group) -> None:
         if name not in group:
             group.create_array(name, shape=(0,) * len(dims), chunks=chunks, dtype=dtype, fill_value=fill,
                                compressors=_COMPRESSORS, dimension_names=dims, attributes=_ATTRS[name])
+
+
+def annotated_pairs(studies: zarr.Group, study: str) -> set[tuple[str, str]]:
+    """The (image, rater) pairs whose values ``studies/<study>`` already holds."""
+    if study not in studies or "annotated" not in studies[study]:
+        return set()
+    group = studies[study]
+    images, raters = _labels(group, "image"), _labels(group, "rater")
+    done = group["annotated"][: len(images), : len(raters)]
+    return {(images[i], raters[r]) for i, r in zip(*np.nonzero(done))}
 
 
 def _labels(group: zarr.Group, name: str) -> list[str]:
@@ -125,6 +137,9 @@ def append_study(studies: zarr.Group, study: str, rows: list[StudyRow]) -> None:
             has_block[i] = row.mask_area is not None
         ann[lo:hi] = block
         area[lo:hi], mask_area[lo:hi], has_mask[lo:hi] = area_block, mask_block, has_block
+    done = group["annotated"]
+    for row in rows:
+        done[index["image"][row.image], index["rater"][row.rater]] = True
 
     for name, labels, old in (("feature", features, n_feat), ("rater", raters, n_rat), ("image", images, n_img)):
         if len(labels) > old:

@@ -12,6 +12,7 @@ reason while the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from archivestore import _metadata
 from archivestore._images import put_array, put_coord, write_group_state
 from archivestore._lock import acquire
-from archivestore._studies import StudyRow, append_study
+from archivestore._studies import StudyRow, annotated_pairs, append_study
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem, Item, validate_id
 from archivestore.store import GROUND_TRUTH, Store
@@ -331,6 +332,12 @@ def ingest(
     made_raters: set[str] = set()
     records: dict[str, dict] = {}
     study_rows: list[tuple[str, StudyRow]] = []
+    annotated: dict[str, set[tuple[str, str]]] = {}
+
+    def done_pairs(study: str) -> set[tuple[str, str]]:
+        if study not in annotated:
+            annotated[study] = annotated_pairs(store.root["studies"], study)
+        return annotated[study]
 
     def flush() -> None:
         if not records and not study_rows:
@@ -390,6 +397,9 @@ def ingest(
                 bar.update()
                 continue
             seen.add(item.id)
+            if item.annotations:  # values a study already holds are not fetched again
+                item = dataclasses.replace(item, annotations=[
+                    a for a in item.annotations if (item.id, a.rater) not in done_pairs(a.study)])
             pending[runner.submit(_process, store, item)] = item
             while len(pending) >= runner.slots:
                 for fut in runner.wait_some(pending):

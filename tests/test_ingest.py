@@ -150,6 +150,21 @@ def test_masks_in_a_later_run_are_added_to_complete_images(sample_dirs, tmp_path
     assert len(store.image_ids()) == 6
 
 
+def test_rerun_fetches_no_stored_annotation_again(sample_dirs, tmp_path):
+    store = _full_store(str(tmp_path / "s.zarr"), sample_dirs)
+    before = store.study(STUDY).load()
+    fetched = []
+    source = ChallengeSource([sample_dirs["rater_a"]], study=STUDY, rater="rater_a")
+    for item in source:
+        for ann in item.annotations:
+            load = ann.values
+            ann.values = lambda load=load: fetched.append(1) or load()
+    report = ingest(store, source, progress=False)
+    assert report.ok and report.ingested == [] and len(report.skipped) == 6 and fetched == []
+    assert before.identical(store.study(STUDY).load())
+    assert store.study(STUDY)["annotated"].all()
+
+
 def test_features_of_an_image_not_in_the_store(sample_dirs, tmp_path):
     store = open_store(tmp_path / "s.zarr", mode="a")
     report = ingest(store, ChallengeSource([sample_dirs["rater_a"]], study="s", rater="rater_a"), progress=False)

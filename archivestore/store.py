@@ -140,6 +140,22 @@ class Store:
             raise KeyError(f"no complete image {image_id!r} in {self.url}")
         return self._open(f"images/{image_id}")
 
+    def read(self, image_id: str, variable: str = "image", rater: str = GROUND_TRUTH) -> np.ndarray:
+        """One array of an image as numpy, straight from zarr (no xarray, no dask graph).
+
+        The fast path for a training loop or a kernel: two metadata reads and the chunks.
+        ``variable`` is ``image``, ``superpixels``, ``mask`` or ``attribute``; ``rater``
+        picks another rater's ``mask``/``attribute``.
+        """
+        path = f"images/{image_id}" if rater == GROUND_TRUTH or variable not in ("mask", "attribute") \
+            else f"masks/{rater}/{image_id}"
+        if not (self._group_state(path) or {}).get("complete"):
+            raise KeyError(f"no complete {path!r} in {self.url}")
+        try:
+            return zarr.open_array(self.zstore, path=f"{path}/{variable}", mode="r", zarr_format=3)[...]
+        except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError):
+            raise KeyError(f"{path} has no {variable!r}") from None
+
     def masks(self, image_id: str, rater: str = GROUND_TRUTH) -> xr.Dataset:
         """The masks (``mask``, ``attribute``) of one rater for one image."""
         if rater == GROUND_TRUTH:

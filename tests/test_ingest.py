@@ -170,3 +170,16 @@ def test_features_of_an_image_not_in_the_store(sample_dirs, tmp_path):
     report = ingest(store, ChallengeSource([sample_dirs["rater_a"]], study="s", rater="rater_a"), progress=False)
     assert len(report.failed) == 6
     assert all("ingest the image itself first" in b.reason for b in report.failed)
+
+
+def test_read_gives_the_arrays_as_numpy(sample_dirs, tmp_path):
+    store = _full_store(str(tmp_path / "s.zarr"), sample_dirs)
+    ds = store.image("ISIC_0000002").load()
+    for name in ("image", "superpixels", "mask", "attribute"):
+        np.testing.assert_array_equal(store.read("ISIC_0000002", name), ds[name].values)
+    np.testing.assert_array_equal(store.read("ISIC_0000002", "mask", rater="model"),
+                                  store.mask("ISIC_0000002", "model").values)
+    with pytest.raises(KeyError):
+        store.read("ISIC_0000002", "nothing")
+    with pytest.raises(KeyError):
+        store.read("ISIC_7777777", "image")

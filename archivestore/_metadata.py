@@ -160,17 +160,43 @@ def table_ids(group: zarr.Group) -> list[str]:
     return [str(v) for v in group["image"][:]]
 
 
-def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]]) -> int:
+class TableIndex:
+    """The ids of a table's rows, kept up to date by reading only rows added since.
+
+    An ingest appends many batches; re-reading the whole ``image`` column for each
+    would make a long ingest quadratic. :meth:`refresh` reads just the rows other
+    writers appended since the last look (all of them if the table shrank: a repair).
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.n = 0
+
+    def refresh(self, group: zarr.Group) -> TableIndex:
+        n = group["image"].shape[0] if "image" in group else 0
+        if n < self.n:
+            self.ids, self.n = set(), 0
+        if n > self.n:
+            self.ids.update(str(v) for v in group["image"][self.n:n])
+            self.n = n
+        return self
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.ids
+
+
+def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None) -> int:
     """Append one row per ``{image_id: record}`` not yet in the table; return rows added.
 
     New fields become new variables (absent in earlier rows); a variable whose type
     cannot hold a new value exactly is rewritten as the wider type (``int`` → ``float``,
     anything mixed → ``json``). The ``image`` coordinate is written last, so a reader
-    never sees rows whose values are not written yet.
+    never sees rows whose values are not written yet. Pass the same ``index`` to
+    successive calls to spare re-reading the ids (it is refreshed here).
     """
     _ensure_table(group)
-    present = set(table_ids(group))
-    records = {k: v for k, v in records.items() if k not in present}
+    index = (index or TableIndex()).refresh(group)
+    records = {k: v for k, v in records.items() if k not in index}
     if not records:
         return 0
     n_old = group["image"].shape[0]
@@ -234,6 +260,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]]) -> 
     image_arr = group["image"]
     image_arr.resize((n_new,))
     image_arr[n_old:n_new] = np.array(ids, dtype=str)
+    index.ids.update(ids)
+    index.n = n_new
     return len(ids)
 
 

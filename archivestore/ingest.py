@@ -327,7 +327,7 @@ def ingest(
     """
     report = IngestReport()
     meta_group = store.root["metadata"]
-    in_table = set(_metadata.table_ids(meta_group))
+    in_table = _metadata.TableIndex().refresh(meta_group)
     seen: set[str] = set()
     made_raters: set[str] = set()
     records: dict[str, dict] = {}
@@ -351,8 +351,7 @@ def ingest(
                 append_study(store.root["studies"], study, rows)
             _metadata.repair(meta_group)
             if records:
-                _metadata.append_rows(meta_group, records)
-        in_table.update(records)
+                _metadata.append_rows(meta_group, records, in_table)
         records.clear()
         study_rows.clear()
 

@@ -213,15 +213,19 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--all-fields", action="store_true", help="append every other field by its dotted path")
     p.add_argument("--where", action="append", default=[], metavar="CRITERION", help="export only images passing this (repeatable; see 'select')")
     p.add_argument("--licenses", default=None, metavar="PATH", help="also write a licenses/attribution summary here")
+    from archivestore.cli import add_store_options
+
+    add_store_options(p)
     p.set_defaults(func=_run_export)
     return p
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from archivestore import open_store
+    from archivestore.cli import storage_options
     from archivestore._select import select
 
-    store = open_store(args.store, mode="r")
+    store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
     try:
         ids = select(store, *args.where).ids if args.where else None
         keys = read_keys(args.keys) if args.keys else None

@@ -303,14 +303,18 @@ def add_select_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--remove", action="append", default=[], metavar="CRITERION", help="then drop the images passing this (repeatable)")
     p.add_argument("--count", action="store_true", help="print only the number of images")
     p.add_argument("--columns", default=None, help="print CSV of these comma-separated fields instead of ids")
+    from archivestore.cli import add_store_options
+
+    add_store_options(p)
     p.set_defaults(func=_run_select)
     return p
 
 
 def _run_select(args: argparse.Namespace) -> int:
     from archivestore import open_store
+    from archivestore.cli import storage_options
 
-    store = open_store(args.store, mode="r")
+    store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
     try:
         sel = select(store, *args.criteria)
         for c in args.add:

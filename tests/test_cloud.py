@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 from archivestore import ingest, open_store
+from archivestore.analysis import overlap
 from archivestore.demo import STUDY
 from archivestore.sources import ChallengeSource
 
@@ -115,4 +116,7 @@ def test_distributed_ingest_to_a_bucket_equals_threaded(two_images, s3_bucket, t
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         report = ingest(open_store(url, mode="a"), _sources(two_images), client=client, progress=False)
         assert report.ok and len(report.ingested) == 2
+        on_cluster = overlap(open_store(url).study(STUDY)).compute()
     _assert_same(_snapshot(open_store(url)), _snapshot(threaded))
+    local = overlap(threaded.study(STUDY)).compute()
+    assert on_cluster.sortby("image").identical(local.sortby("image"))

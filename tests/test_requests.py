@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 import zarr.storage
 
 from archivestore import open_store
@@ -41,7 +42,7 @@ class CountingStore(zarr.storage.WrapperStore):
         return self._store.list_dir(prefix)
 
 
-def _store_with(tmp_path, n):
+def _store_with(url, n):
     import io
     from PIL import Image
 
@@ -50,21 +51,34 @@ def _store_with(tmp_path, n):
     data = buf.getvalue()
     items = [Item(id=f"IMG_{k:05d}", metadata={"k": k, "meta": {"x": str(k)}}, image=lambda: data)
              for k in range(n)]
-    store = open_store(tmp_path / f"s{n}.zarr", mode="a")
-    assert ingest(store, items, progress=False).ok
-    return tmp_path / f"s{n}.zarr"
+    store = open_store(url, mode="a")
+    assert ingest(store, items, progress=False, workers=8).ok
+    return url
 
 
-def _counts(path, action):
-    counting = CountingStore(zarr.storage.LocalStore(path, read_only=True))
-    store = Store(str(path), counting, zarr.open_group(counting, mode="r", zarr_format=3))
+def _base(url):
+    if "://" in url:
+        return zarr.storage.FsspecStore.from_url(url, read_only=True)
+    return zarr.storage.LocalStore(url, read_only=True)
+
+
+def _counts(url, action):
+    counting = CountingStore(_base(url))
+    store = Store(str(url), counting, zarr.open_group(counting, mode="r", zarr_format=3))
     counting.counts.clear()
     action(store)
     return dict(counting.counts)
 
 
-def test_open_one_image_and_the_table_cost_the_same_at_any_size(tmp_path):
-    small, large = _store_with(tmp_path, 5), _store_with(tmp_path, 120)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_open_one_image_and_the_table_cost_the_same_at_any_size(tmp_path, request, where):
+    if where == "local":
+        small, large = str(tmp_path / "s5.zarr"), str(tmp_path / "s.zarr")
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        small, large = f"s3://{bucket}/s5.zarr", f"s3://{bucket}/s.zarr"
+    _store_with(small, 5)
+    _store_with(large, 60 if where == "s3" else 120)
     for action in (lambda s: s.image("IMG_00003").load(), lambda s: s.metadata()):
         a, b = _counts(small, action), _counts(large, action)
         assert a == b, (a, b)
@@ -72,3 +86,27 @@ def test_open_one_image_and_the_table_cost_the_same_at_any_size(tmp_path):
         listed = [k for k in a if k.startswith("list ")]
         assert all(k in ("list images/IMG_00003", "list images/IMG_00003/", "list metadata", "list metadata/")
                    for k in listed), listed
+
+
+class WriteCounting(zarr.storage.WrapperStore):
+    def __init__(self, store):
+        super().__init__(store)
+        self.sets: Counter = Counter()
+
+    async def set(self, key, value):
+        self.sets[key] += 1
+        return await self._store.set(key, value)
+
+
+def test_ingest_writes_each_chunk_once(sample_dirs, tmp_path):
+    from archivestore.sources import ChallengeSource
+
+    path = tmp_path / "s.zarr"
+    open_store(path, mode="a")
+    counting = WriteCounting(zarr.storage.LocalStore(path))
+    store = Store(str(path), counting, zarr.open_group(counting, mode="a", zarr_format=3), mode="a")
+    dirs = [sample_dirs["train"], sample_dirs["masks"], sample_dirs["attributes"]]
+    assert ingest(store, ChallengeSource(dirs), progress=False).ok
+    chunks = {k: n for k, n in counting.sets.items() if k.startswith("images/") and "/c/" in k}
+    assert len(chunks) >= 6 * 5
+    assert set(chunks.values()) == {1}, {k: n for k, n in chunks.items() if n > 1}

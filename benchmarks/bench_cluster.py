@@ -120,7 +120,7 @@ def main() -> None:
             print(f"   local S3     {n / s3_s:7.1f} images/s")
             print(f"   ratio S3/local throughput: {local_s / s3_s:.2f}")
 
-            print(f"\n2. requests to open one image (store.image(id).load()) on the S3 server")
+            print("\n2. requests to open one image (store.image(id).load()) on the S3 server")
             small, large = f"s3://{bucket()}/small.zarr", f"s3://{bucket()}/large.zarr"
             assert ingest(open_store(small, mode="a"), tiny_items(10), progress=False, workers=8).ok
             t0 = time.perf_counter()

@@ -250,6 +250,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
         arr = columns[name]
         arr.resize((n_new,))
         j = field_index[name]
+        if (states[:, j] == ABSENT).all():
+            continue  # the fill value already says "missing" (see repair)
         path = field_paths[name]
         values = [row.get(path) for row in flat]
         arr[n_old:n_new] = _encode(arr.attrs["value_type"], values, states[:, j])
@@ -349,6 +351,9 @@ def repair(group: zarr.Group) -> None:
 
     Rows past the ``image`` coordinate and variables not listed in ``field`` are the
     remains of an append that stopped half-way; they are dropped (the rerun adds them).
+    Dropped rows are first overwritten with the fill value: zarr keeps the data of a
+    chunk that a shrink cuts through, and a later append that grows the array again
+    must find "missing" there, not the old values (appends skip untouched variables).
     """
     if "image" not in group:
         return
@@ -365,4 +370,8 @@ def repair(group: zarr.Group) -> None:
         else:
             want = (n,)
         if arr.shape != want:
+            if arr.shape[0] > want[0]:
+                arr[want[0]:] = arr.fill_value
+            if arr.ndim == 2 and arr.shape[1] > want[1]:
+                arr[:, want[1]:] = arr.fill_value
             arr.resize(want)

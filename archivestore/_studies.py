@@ -91,7 +91,7 @@ def append_study(studies: zarr.Group, study: str, rows: list[StudyRow]) -> None:
     """Write ``rows`` into ``studies/<study>``, growing it as needed (idempotent per row)."""
     if not rows:
         return
-    group = studies.require_group(study)
+    group = studies.require_group(study)  # under the tables lease: no other writer here
     _ensure(group)
     repair_study(group)
     images, features, raters = (_labels(group, n) for n in ("image", "feature", "rater"))

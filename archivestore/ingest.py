@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from archivestore._lock import acquire
 from archivestore._studies import StudyRow, annotated_pairs, append_study
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem, Item, validate_id
-from archivestore.store import GROUND_TRUTH, Store
+from archivestore.store import GROUND_TRUTH, Store, ensure_group
 
 __all__ = ["IngestReport", "ingest"]
 
@@ -298,6 +299,8 @@ def ingest(
     client=None,
     progress: bool = True,
     batch_size: int = 256,
+    table_batch: int = 4096,
+    table_seconds: float = 60.0,
 ) -> IngestReport:
     """Ingest every item of ``source`` into ``store`` (opened with ``mode="a"``).
 
@@ -317,8 +320,13 @@ def ingest(
     progress
         Show a tqdm progress bar on stderr.
     batch_size
-        Images per metadata/study append; a crash loses at most one batch's rows,
-        which the rerun writes again.
+        Study rows per append to ``studies/<study>``.
+    table_batch, table_seconds
+        Rows are added to the metadata table every ``table_batch`` images or
+        ``table_seconds`` seconds, whichever comes first (each append rewrites the
+        table's last chunk of every column, so small appends would make a long
+        ingest quadratic). A crash loses no row: the rerun adds the rows of every
+        complete image the table lacks.
 
     Returns
     -------
@@ -339,8 +347,11 @@ def ingest(
             annotated[study] = annotated_pairs(store.root["studies"], study)
         return annotated[study]
 
-    def flush() -> None:
-        if not records and not study_rows:
+    last_table = time.monotonic()
+
+    def flush(table: bool) -> None:
+        nonlocal last_table
+        if not study_rows and not (table and records):
             return
         by_study: dict[str, list[StudyRow]] = {}
         for study, row in study_rows:
@@ -349,11 +360,13 @@ def ingest(
         with acquire(store.zstore, "tables", lease_seconds=LEASE_SECONDS):
             for study, rows in by_study.items():
                 append_study(store.root["studies"], study, rows)
-            _metadata.repair(meta_group)
-            if records:
+            if table and records:
+                _metadata.repair(meta_group)
                 _metadata.append_rows(meta_group, records, in_table)
-        records.clear()
         study_rows.clear()
+        if table:
+            records.clear()
+            last_table = time.monotonic()
 
     def collect(fut, item: Item) -> None:
         try:
@@ -373,8 +386,9 @@ def ingest(
         if item.id not in in_table:
             records[item.id] = result.record if result.record is not None else store.image_record(item.id)
         study_rows.extend(result.rows)
-        if len(records) + len(study_rows) >= batch_size:
-            flush()
+        table = len(records) >= table_batch or bool(records and time.monotonic() - last_table > table_seconds)
+        if table or len(study_rows) >= batch_size:
+            flush(table)
 
     total = len(source) if hasattr(source, "__len__") else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
@@ -389,7 +403,7 @@ def ingest(
                 if item.rater != GROUND_TRUTH:
                     validate_id(item.rater, f"rater of {item.where}")
                     if (item.mask is not None or item.attributes) and item.rater not in made_raters:
-                        store.root["masks"].require_group(item.rater)
+                        ensure_group(store.root["masks"], item.rater)
                         made_raters.add(item.rater)
             except BadItem as exc:
                 report.failed.append(exc)
@@ -408,7 +422,7 @@ def ingest(
             for fut in runner.wait_some(pending):
                 collect(fut, pending.pop(fut))
                 bar.update()
-        flush()
+        flush(True)
     finally:
         runner.close()
         bar.close()

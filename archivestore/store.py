@@ -63,13 +63,27 @@ def open_store(
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             raise FileNotFoundError(f"no archivestore store at {os.fspath(url)}") from None
     else:
-        root = zarr.open_group(zstore, mode="a", zarr_format=3)
+        try:
+            root = zarr.open_group(zstore, mode="a", zarr_format=3)
+        except zarr.errors.ContainsGroupError:  # another writer created it a moment ago
+            root = zarr.open_group(zstore, mode="r+", zarr_format=3)
         if "archivestore" not in root.attrs:
             root.attrs["archivestore"] = {"layout": LAYOUT_VERSION}
         for name in ("images", "masks", "studies", "metadata", "_locks", "_locks/images"):
-            if name not in root:
-                root.create_group(name)
+            ensure_group(root, name)
     return Store(os.fspath(url), zstore, root, mode=mode, storage_options=storage_options)
+
+
+def ensure_group(parent: zarr.Group, name: str) -> zarr.Group:
+    """``parent[name]``, created if missing; safe when other writers create it at the same time."""
+    try:
+        return parent[name]
+    except KeyError:
+        pass
+    try:
+        return parent.create_group(name)
+    except zarr.errors.ContainsGroupError:
+        return parent[name]
 
 
 def _reopen(url: str, mode: str, storage_options: dict) -> Store:

@@ -91,3 +91,18 @@ def test_repair_cuts_an_interrupted_append(tmp_path):
     _metadata.repair(group)
     ds = xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
     assert ds.sizes["image"] == 1
+
+
+def test_rows_dropped_by_repair_do_not_come_back(tmp_path):
+    root = zarr.open_group(tmp_path / "t.zarr", mode="w", zarr_format=3)
+    group = root.create_group("metadata")
+    _metadata.append_rows(group, {"a": {"x": 1}})
+    group["x"].resize((5,))                 # an append that wrote its values and died
+    group["x"][1:5] = 7.0
+    group["field_state"].resize((5, 1))
+    group["field_state"][1:5, 0] = _metadata.PRESENT
+    _metadata.repair(group)
+    _metadata.append_rows(group, {"b": {"y": "new"}, "c": {"y": "other"}})
+    ds = xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
+    assert np.isnan(ds["x"].values[1:]).all()
+    assert _metadata.read_records(ds) == {"a": {"x": 1}, "b": {"y": "new"}, "c": {"y": "other"}}

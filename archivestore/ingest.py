@@ -1,9 +1,10 @@
 """Items → store: decode, validate and write images in parallel, resumably.
 
 Each image is decoded, checked and written by a worker thread into its own group
-(``images/<id>``, ``masks/<rater>/<id>``), completion marker last. The main thread
-collects the results and, one batch at a time, appends the metadata rows and study
-annotations (the only shared arrays), so no two writers ever touch one chunk.
+(``images/<id>``, ``masks/<rater>/<id>``), completion marker last, under a lease on
+that image. The main thread collects the results and appends study annotations (every
+``batch_size`` rows) and metadata rows (every ``table_batch`` images) under the store's
+``tables`` lease, so no two writers ever touch one chunk of the shared arrays.
 
 A rerun skips images already complete, adds what is new for them (a mask, another
 rater's annotations) and finishes the rest; a bad item is reported with its id and the

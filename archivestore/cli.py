@@ -80,6 +80,8 @@ def _cmd_info(args) -> int:
 
     store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
     info = store.info()
+    if args.sizes:
+        info["bytes"] = store.disk_usage()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -92,6 +94,10 @@ def _cmd_info(args) -> int:
               f" up to {s['max_superpixels']} superpixels")
         print(f"    features: {', '.join(s['features'])}")
         print(f"    raters: {', '.join(s['raters'])}")
+    if args.sizes:
+        total = sum(info["bytes"].values())
+        print(f"  size: {total / 1e6:,.1f} MB (" + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in info["bytes"].items())
+              + ")")
     return 0
 
 
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what is in a store")
     p.add_argument("store")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sizes", action="store_true", help="also the bytes stored per group (lists every object)")
     add_store_options(p)
     p.set_defaults(func=_cmd_info)
 

@@ -229,6 +229,30 @@ class Store:
         return self._open(f"studies/{name}")
 
     # -- summary ----------------------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes stored under each top-level group (``images``, ``metadata``, ...).
+
+        Lists every object of the store: cost grows with its size (``info --sizes``).
+        """
+        if isinstance(self.zstore, zarr.storage.FsspecStore):
+            fs, root = self.zstore.fs, self.zstore.path
+            if fs.async_impl:
+                sizes = sync(fs._du(root, total=False))
+            else:
+                sizes = fs.du(root, total=False)
+        else:
+            import fsspec
+
+            fs, root = fsspec.filesystem("file"), os.path.abspath(str(self.zstore.root))
+            sizes = fs.du(root, total=False)
+        out: dict[str, int] = {}
+        for path, size in sizes.items():
+            rel = str(path)[len(root):].lstrip("/")
+            top = rel.split("/", 1)[0] if "/" in rel else "(root)"
+            out[top] = out.get(top, 0) + int(size)
+        return dict(sorted(out.items()))
+
+
     def info(self) -> dict[str, Any]:
         """What is in the store: images, studies (images, features, raters), mask raters."""
         studies = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,9 +18,13 @@ def test_demo_builds_a_store_that_plain_xarray_opens(tmp_path, capsys):
     assert "images: 6" in out and "3 raters" in out and "xr.open_zarr" in out
     ds = xr.open_zarr(url, group="images/ISIC_0000000", consolidated=False)
     assert ds["image"].dtype == "uint8" and ds["superpixels"].ndim == 2
-    assert main(["info", url]) == 0
+    assert main(["info", url, "--sizes"]) == 0
     info = capsys.readouterr().out
     assert "images: 6" in info and "rater_a" in info and "model" in info
+    assert "size:" in info and "images " in info
+    assert main(["info", url, "--sizes", "--json"]) == 0
+    sizes = json.loads(capsys.readouterr().out)["bytes"]
+    assert sizes["images"] > sizes["metadata"] > 0
 
 
 def test_ingest_challenge_reports_bad_files_and_exits_nonzero(sample_dirs, tmp_path, capsys):

@@ -263,6 +263,14 @@ class Client:
         Optional :class:`ListingCache` for :meth:`get_json` calls made with ``cache=True``.
     """
 
+    @classmethod
+    def for_api(cls, base_url: str, *, cache_dir: str | None, cache_expire: float, retries: int,
+                backoff_factor: float, timeout: tuple[float, float], workers: int, debug: bool) -> Client:
+        """The client an API source builds from its options (one listing cache when ``cache_dir``)."""
+        cache = ListingCache(cache_dir, cache_expire) if cache_dir else None
+        return cls(base_url, retries=retries, backoff_factor=backoff_factor, timeout=timeout,
+                   pool_size=max(1, int(workers)), debug=debug, cache=cache)
+
     def __init__(
         self,
         base_url: str,

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._base import Annotation, BadItem, Item, validate_id
-from ._http import APIError, Client, ListingCache, bounded_map, find_password
+from ._http import APIError, Client, bounded_map, find_password
 
 __all__ = ["DEFAULT_V1_URL", "SKILL_RANK", "IsicStudySource", "IsicV1", "best_segmentation"]
 
@@ -83,10 +83,9 @@ class IsicV1:
         debug: bool = False,
     ) -> None:
         self.workers = max(1, int(workers))
-        cache = ListingCache(cache_dir, cache_expire) if cache_dir else None
-        self.client = Client(
-            base_url, retries=retries, backoff_factor=backoff_factor, timeout=timeout,
-            pool_size=self.workers, debug=debug, cache=cache,
+        self.client = Client.for_api(
+            base_url, cache_dir=cache_dir, cache_expire=cache_expire, retries=retries,
+            backoff_factor=backoff_factor, timeout=timeout, workers=self.workers, debug=debug,
         )
         if username is not None or password is not None:
             self.login(username, password, prompt=prompt)

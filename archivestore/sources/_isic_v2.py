@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._base import BadItem, Item, validate_id
-from ._http import APIError, Client, ListingCache
+from ._http import APIError, Client
 
 __all__ = [
     "DEFAULT_V2_URL",
@@ -106,10 +106,9 @@ class IsicV2:
         debug: bool = False,
     ) -> None:
         self.workers = max(1, int(workers))
-        cache = ListingCache(cache_dir, cache_expire) if cache_dir else None
-        self.client = Client(
-            base_url, retries=retries, backoff_factor=backoff_factor, timeout=timeout,
-            pool_size=self.workers, debug=debug, cache=cache,
+        self.client = Client.for_api(
+            base_url, cache_dir=cache_dir, cache_expire=cache_expire, retries=retries,
+            backoff_factor=backoff_factor, timeout=timeout, workers=self.workers, debug=debug,
         )
         token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         if token:

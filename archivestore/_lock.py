@@ -24,13 +24,11 @@ import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from archivestore.errors import LeaseTimeout
+
 __all__ = ["Lease", "LeaseTimeout", "acquire"]
 
 HOST = socket.gethostname()
-
-
-class LeaseTimeout(TimeoutError):
-    """The lease stayed held by another live writer for longer than we would wait."""
 
 
 @dataclass

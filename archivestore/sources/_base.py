@@ -15,24 +15,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from archivestore.errors import BadItem
+
 __all__ = ["Annotation", "BadItem", "Item", "Source", "validate_id"]
 
 Loader = Callable[[], bytes]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-
-
-class BadItem(ValueError):
-    """An item that cannot be ingested; the message names the item and the reason."""
-
-    def __init__(self, item_id: str, where: str, reason: str) -> None:
-        self.item_id = item_id
-        self.where = where
-        self.reason = reason
-        super().__init__(f"{item_id}: {where}: {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.item_id, self.where, self.reason)
 
 
 def validate_id(image_id: str, where: str = "") -> str:

@@ -31,6 +31,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
+from archivestore._secrets import SECRET_KEY_RE, redact
+from archivestore.errors import APIError
+
 __all__ = [
     "APIError",
     "Client",
@@ -46,34 +49,8 @@ log = logging.getLogger("archivestore.http")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 """Answers that are retried: too many requests and server errors."""
 
-_SECRET_KEYS = (
-    "signature|sig|x-amz-signature|x-amz-credential|x-amz-security-token|"
-    "x-goog-signature|x-goog-credential|policy|key-pair-id|token|access_token|"
-    "girder-token|girderToken|password|passwd|auth|authorization"
-)
-_SECRET_PARAM_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_-])({_SECRET_KEYS})=([^&\s'\"<>]*)")
-_SECRET_HEADER_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*['\"]|(?:girder-token|authorization):\s*)(bearer\s+|basic\s+)?[^\s'\",}}]+")
-_SECRET_KEY_RE = re.compile(rf"(?i){_SECRET_KEYS}")
-_USERINFO_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
-
-
-def redact(text: Any) -> str:
-    """Return ``text`` with secrets replaced by ``REDACTED``.
-
-    Covers URL query signatures and tokens (``signature=``, ``X-Amz-Signature=``,
-    ``token=``, ...), ``Authorization``/``Girder-Token`` header values and
-    ``user:password@`` in URLs. Used on every URL, parameter list and error
-    message this package logs or raises.
-    """
-    text = str(text)
-    text = _USERINFO_RE.sub(r"\1REDACTED@", text)
-    text = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}=REDACTED", text)
-    text = _SECRET_HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}REDACTED", text)
-    return text
-
-
 def _redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: "REDACTED" if _SECRET_KEY_RE.fullmatch(str(k)) else v for k, v in params.items()}
+    return {k: "REDACTED" if SECRET_KEY_RE.fullmatch(str(k)) else v for k, v in params.items()}
 
 
 class _RedactFilter(logging.Filter):
@@ -93,30 +70,6 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.response"
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, _RedactFilter) for f in _logger.filters):
         _logger.addFilter(_RedactFilter())
-
-
-class APIError(OSError):
-    """A request that failed for good: an HTTP error answer, or retries exhausted.
-
-    Attributes
-    ----------
-    status
-        The HTTP status, or ``None`` when no answer came (connection errors).
-    url
-        The request URL with secrets redacted.
-    item
-        The item the request was for, if any.
-    reason
-        A plain reason.
-    """
-
-    def __init__(self, url: str, reason: str, *, status: int | None = None, item: str | None = None) -> None:
-        self.status = status
-        self.url = redact(url)
-        self.item = item
-        self.reason = redact(reason)
-        prefix = f"{item}: " if item else ""
-        super().__init__(f"{prefix}GET {self.url}: {self.reason}")
 
 
 _STATUS_HINTS = {

@@ -1,0 +1,173 @@
+"""The store layout as code: group paths, name escaping, chunk shapes, codecs, versions.
+
+This is the README's "store layout" contract. No other module spells a store path:
+they ask a :class:`Layout` (``store.layout``) for it.
+
+**Names from archives become node names one documented way.** A study, rater, image
+id, collection or series name may hold ``/``, ``..``, spaces and any Unicode. Its
+node name is its UTF-8 percent-encoding (RFC 3986) of every character except
+``A-Z a-z 0-9 - _ .`` — the characters Zarr v3 recommends for node names — so
+``Hidden Study: Globules & Network / Agreement`` is stored as
+``Hidden%20Study%3A%20Globules%20%26%20Network%20%2F%20Agreement``. A name made only
+of periods (``.``, ``..``) has its periods encoded (``%2E``), and a leading ``__``
+(reserved by Zarr) becomes ``%5F_``. ``urllib.parse.unquote`` gives the name back,
+and the group keeps the original in its ``_archivestore`` attribute (``name``).
+Names that need no escaping (``ISIC_0000000``, DICOM UIDs, ``ISIC-2017_Part2``)
+are stored as they are.
+
+Layout 1 (stores written before escaping) used names as given; such stores are
+read and appended with their own naming.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from archivestore.errors import InvalidInputError
+
+__all__ = [
+    "GROUND_TRUTH",
+    "LAYOUT",
+    "LAYOUT_VERSION",
+    "ROW_CHUNK",
+    "STATE_KEY",
+    "STUDY_CHUNKS",
+    "TILE",
+    "Layout",
+    "compressors",
+    "escape_name",
+    "tile_chunks",
+    "unescape_name",
+]
+
+LAYOUT_VERSION = 2
+"""The layout this version writes into new stores (root attribute ``archivestore.layout``)."""
+
+GROUND_TRUTH = "ground_truth"
+"""The rater whose masks live in the image group itself; other raters' under ``masks/<rater>``."""
+
+STATE_KEY = "_archivestore"
+"""The group attribute holding archivestore's own state (completion marker, checksums, name)."""
+
+TILE = 1024
+"""Pixel arrays are chunked in TILE x TILE tiles (1-4 MB objects: good on a bucket)."""
+
+ROW_CHUNK = 65536
+"""Rows per chunk of the metadata table's columns."""
+
+STUDY_CHUNKS = {"image": 16, "feature": 8, "rater": 8, "superpixel": 2048}
+"""Chunk length of each dimension of a study's arrays."""
+
+ZSTD_LEVEL = 3
+
+_UNRESERVED = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def compressors() -> tuple[object, ...]:
+    """The codecs every array is compressed with (lossless Zstd, level 3)."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=ZSTD_LEVEL),)
+
+
+def escape_name(name: str) -> str:
+    """The node name of an archive name (see the module docstring); ``ValueError`` if empty.
+
+    >>> escape_name("Hidden Study: Globules & Network / Agreement")
+    'Hidden%20Study%3A%20Globules%20%26%20Network%20%2F%20Agreement'
+    >>> escape_name("..")
+    '%2E%2E'
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"a name must be a non-empty string, not {name!r}")
+    if _UNRESERVED.match(name) and name.strip(".") and not name.startswith("__"):
+        return name
+    out = quote(name, safe="", encoding="utf-8", errors="strict").replace("~", "%7E")
+    if not out.strip("."):
+        out = out.replace(".", "%2E")
+    if out.startswith("__"):
+        out = "%5F" + out[1:]
+    return out
+
+
+def unescape_name(node: str) -> str:
+    """The archive name of a node name (inverse of :func:`escape_name`)."""
+    return unquote(node, encoding="utf-8", errors="strict")
+
+
+def _raw_name(name: str) -> str:
+    """Layout 1: names as given, refused where they would not be one node."""
+    if not isinstance(name, str) or not name or "/" in name or not name.strip(".") or name.startswith("__"):
+        raise InvalidInputError(f"{name!r} cannot be a group name in a layout-1 store (it would not be one node)")
+    return name
+
+
+def tile_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
+    """Chunks of a pixel array: TILE along ``y``/``x``, 1 along ``feature``/``segment``, whole otherwise."""
+    out = []
+    for n, d in zip(shape, dims, strict=True):
+        if d in ("y", "x"):
+            out.append(max(1, min(n, TILE)))
+        elif d in ("feature", "segment"):
+            out.append(1)
+        else:
+            out.append(max(n, 1))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Group paths of one layout version; ``store.layout`` is the one its store was written with."""
+
+    version: int = LAYOUT_VERSION
+
+    IMAGES = "images"
+    MASKS = "masks"
+    STUDIES = "studies"
+    METADATA = "metadata"
+    LOCKS = "_locks"
+
+    @property
+    def top_groups(self) -> tuple[str, ...]:
+        """Groups every store has from its creation on."""
+        return (self.IMAGES, self.MASKS, self.STUDIES, self.METADATA, self.LOCKS, f"{self.LOCKS}/{self.IMAGES}")
+
+    def node(self, name: str) -> str:
+        """The node name of an archive name in this layout."""
+        return escape_name(name) if self.version >= 2 else _raw_name(name)
+
+    def name(self, node: str) -> str:
+        """The archive name of a node name in this layout."""
+        return unescape_name(node) if self.version >= 2 else node
+
+    def image(self, image_id: str) -> str:
+        """``images/<id>``: the image, its superpixels and the ground-truth masks."""
+        return f"{self.IMAGES}/{self.node(image_id)}"
+
+    def rater(self, rater: str) -> str:
+        """``masks/<rater>``: the group of one rater's mask groups."""
+        return f"{self.MASKS}/{self.node(rater)}"
+
+    def masks(self, image_id: str, rater: str = GROUND_TRUTH) -> str:
+        """Where a rater's masks of an image are: the image group for ground truth, else ``masks/<rater>/<id>``."""
+        if rater == GROUND_TRUTH:
+            return self.image(image_id)
+        return f"{self.rater(rater)}/{self.node(image_id)}"
+
+    def study(self, study: str) -> str:
+        """``studies/<study>``: per-superpixel annotations."""
+        return f"{self.STUDIES}/{self.node(study)}"
+
+    def overlap(self, study: str) -> str:
+        """``studies/<study>/overlap``: the study's rater overlap."""
+        return f"{self.study(study)}/overlap"
+
+    def lock(self, name: str) -> str:
+        """The key of lease ``name`` (a group path such as ``images/<id>``, or ``tables``)."""
+        return f"{self.LOCKS}/{name}/zarr.json"
+
+
+LAYOUT = Layout()
+"""The layout new stores get."""

@@ -8,7 +8,7 @@
 from typing import Any
 
 from archivestore.sources import _isic_v1, _isic_v2, challenge
-from archivestore.sources._base import Annotation, BadItem, Item, Source, validate_id
+from archivestore.sources._base import Annotation, BadItem, Item, SeriesItem, Source, validate_id
 from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
@@ -22,6 +22,7 @@ __all__ = [
     "IsicV1",
     "IsicV2",
     "Item",
+    "SeriesItem",
     "Source",
     "item_from_origin",
     "validate_id",

@@ -11,13 +11,13 @@ source is cheap and a failure in one item's bytes is reported against that item.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from archivestore.errors import BadItem
 
-__all__ = ["Annotation", "BadItem", "Item", "Source", "validate_id"]
+__all__ = ["Annotation", "BadItem", "Item", "SeriesItem", "Source", "validate_id"]
 
 Loader = Callable[[], bytes]
 
@@ -87,6 +87,35 @@ class Item:
     origin: dict[str, Any] | None = None
     """JSON description of where the bytes came from, kept in the store so that
     ``archivestore verify --repair`` can fetch them again (no secrets, no signed URLs)."""
+
+
+FilesLoader = Callable[[], "Iterable[tuple[str, bytes]]"]
+
+
+@dataclass
+class SeriesItem:
+    """One DICOM series of a source (image series or segmentation), with a lazy loader for its files.
+
+    Parameters
+    ----------
+    id
+        The SeriesInstanceUID (the group name ``series/<uid>`` or ``segmentations/<uid>``).
+    metadata
+        The archive's own record of the series (NBIA ``getSeries`` row, IDC index row), JSON-compatible.
+    files
+        Returns ``(name, bytes)`` of every DICOM instance of the series (names are for error
+        messages only and never become paths). Called by the ingestor on a worker.
+    where
+        Human-readable origin (URL without secrets) for errors.
+    origin
+        JSON description of how to fetch the series again (for ``verify --repair``).
+    """
+
+    id: str
+    metadata: dict[str, Any]
+    files: FilesLoader
+    where: str = ""
+    origin: dict[str, Any] | None = None
 
 
 class Source(Protocol):

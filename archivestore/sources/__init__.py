@@ -7,7 +7,7 @@
 
 from typing import Any
 
-from archivestore.sources import _isic_v1, _isic_v2, challenge
+from archivestore.sources import challenge, isic_v1, isic_v2
 from archivestore.sources._base import Annotation, BadItem, Item, SeriesItem, Source, validate_id
 from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
@@ -30,8 +30,8 @@ __all__ = [
 
 _ORIGINS = {
     "challenge": challenge.item_from_origin,
-    "isic_v1": _isic_v1.item_from_origin,
-    "isic_v2": _isic_v2.item_from_origin,
+    "isic_v1": isic_v1.item_from_origin,
+    "isic_v2": isic_v2.item_from_origin,
 }
 
 

@@ -1,4 +1,11 @@
-"""The ISIC Archive's Girder API v1 (``https://isic-archive.com/api/v1`` or any other deployment)."""
+"""The ISIC Archive's Girder API v1 (``https://isic-archive.com/api/v1`` or any other deployment) as a source.
+
+Studies, annotations, superpixels and masks:
+
+>>> api = IsicV1("https://isic-archive.com/api/v1/", username="me")  # doctest: +SKIP
+>>> source = IsicStudySource(api, "ISIC Annotation Study")            # doctest: +SKIP
+>>> archivestore.ingest(store, source)                                 # doctest: +SKIP
+"""
 
 from __future__ import annotations
 

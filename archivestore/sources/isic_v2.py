@@ -1,4 +1,11 @@
-"""The ISIC Archive's API v2 (``https://api.isic-archive.com/api/v2/``), what the archive serves today."""
+"""The ISIC Archive's API v2 (``https://api.isic-archive.com/api/v2/``), what the archive serves today, as a source.
+
+Searches, collections, signed file downloads:
+
+>>> api = IsicV2(token=None)                                            # doctest: +SKIP
+>>> source = IsicSearchSource(api, 'diagnosis_3:"Melanoma Invasive"', limit=50)  # doctest: +SKIP
+>>> archivestore.ingest(store, source)                                  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 

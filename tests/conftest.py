@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+from archivestore.testing.isic_v1 import FIXTURES
 
 
 @pytest.fixture(scope="session")

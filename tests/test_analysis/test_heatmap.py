@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import pathlib
 
 import numpy as np
 import pytest
+from fakes import V1_FIXTURES
 from PIL import Image
 
 from archivestore import ingest, open_store
-
 from archivestore.analysis import _heatmap
 from archivestore.analysis._heatmap import (
     agreement_counts,
@@ -24,7 +23,7 @@ from archivestore.analysis._heatmap import (
 from archivestore.imaging import decode_superpixels, encode_superpixels_rgb
 from archivestore.sources import Annotation, Item
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "isic-v1"
+FIXTURES = V1_FIXTURES
 FEATURES = ["globules", "Pigment network / reticular"]
 RATERS = ["r1", "r2", "r3", "r4"]
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from fakes import V1_FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -15,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 from archivestore.analysis import SuperpixelMap, superpixel_map, superpixel_stats
 from archivestore.imaging import decode_superpixels
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "isic-v1"
+FIXTURES = V1_FIXTURES
 REAL = FIXTURES / "ISIC_0000000_superpixels.png"
 
 

@@ -14,7 +14,7 @@ from archivestore.analysis import overlap
 from archivestore.demo import STUDY
 from archivestore.sources import ChallengeSource
 
-from faulty_proxy import FaultyProxy
+from fakes.faulty_proxy import FaultyProxy
 
 
 KEEP = ("ISIC_0000000", "ISIC_0000003")  # one RGB-encoded and the 16-bit superpixel image

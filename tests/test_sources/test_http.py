@@ -7,7 +7,7 @@ import os
 
 import pytest
 import urllib3.util.retry
-from servers import Faults, V2Server, synthetic_v2_records
+from fakes import Faults, V2Server, synthetic_v2_records
 
 from archivestore.sources._http import APIError, Client, ListingCache, bounded_map, find_password, identity_of, redact
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from servers import (
+from fakes import (
     V1_FIXTURES,
     Faults,
     V1Server,
@@ -15,7 +15,7 @@ from servers import (
     synthetic_mask,
     synthetic_size,
     synthetic_study,
-    synthetic_superpixels,
+    v1_superpixels,
 )
 
 import archivestore
@@ -99,7 +99,7 @@ def test_study_source_through_faults(fixtures, study):
             assert item.metadata == record
             shape = synthetic_size(record)
             assert decode_image(item.image()).shape == (*shape, 3)
-            np.testing.assert_array_equal(decode_superpixels(item.superpixels()), synthetic_superpixels(item.id, shape))
+            np.testing.assert_array_equal(decode_superpixels(item.superpixels()), v1_superpixels(item.id, shape))
             group = sorted((s for s in segs.values() if s["imageId"] == record["_id"]), key=lambda s: s["created"], reverse=True)
             best = best_segmentation(group)
             assert (item.mask is None) == (best is None)

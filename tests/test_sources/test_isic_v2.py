@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from servers import V1_FIXTURES, Faults, V2Server, load_v1_fixtures, synthetic_v2_records, v2_record_from_v1
+from fakes import V1_FIXTURES, Faults, V2Server, load_v1_fixtures, synthetic_v2_records, v2_record_from_v1
 
 import archivestore
 from archivestore.cli import main

@@ -7,7 +7,7 @@ import io
 from collections import Counter
 
 import pytest
-from servers import V1_FIXTURES, load_v1_fixtures, synthetic_v2_records
+from fakes import V1_FIXTURES, load_v1_fixtures, synthetic_v2_records
 
 import archivestore
 from archivestore import _metadata

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 import pytest
-from servers import V1_FIXTURES, load_v1_fixtures
+from fakes import V1_FIXTURES, load_v1_fixtures
 
 import archivestore
 from archivestore import _metadata

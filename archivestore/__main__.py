@@ -1,3 +1,5 @@
+"""``python -m archivestore``: the ``archivestore`` command."""
+
 import sys
 
 from archivestore.cli import main

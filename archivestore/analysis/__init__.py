@@ -5,24 +5,15 @@ Everything here works on plain xarray/numpy objects as read from a store
 dask-parallel: results are lazy until computed or written.
 """
 
-from archivestore.analysis._heatmap import (
-    add_heatmap_command,
-    agreement_counts,
-    heatmap,
-    montage,
-    write_heatmaps,
-)
+from archivestore.analysis._heatmap import agreement_counts, heatmap, montage, write_heatmaps
 from archivestore.analysis._overlap import MEASURES, overlap, overlap_summary, write_overlap
-from archivestore.analysis._overlap_cli import add_overlap_command
-from archivestore.analysis._scores import add_score_command, score, score_table
+from archivestore.analysis._scores import METRICS, score, score_table
 from archivestore.analysis._superpixels import SuperpixelMap, superpixel_map, superpixel_stats
 
 __all__ = [
     "MEASURES",
+    "METRICS",
     "SuperpixelMap",
-    "add_heatmap_command",
-    "add_overlap_command",
-    "add_score_command",
     "agreement_counts",
     "heatmap",
     "montage",

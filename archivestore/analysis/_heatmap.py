@@ -9,7 +9,6 @@ legend maps each count to its colour.
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -22,7 +21,6 @@ import xarray as xr
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
-    "add_heatmap_command",
     "agreement_counts",
     "agreement_palette",
     "heatmap",
@@ -375,72 +373,3 @@ def _write_one(store: Any, ds: xr.Dataset, image_id: str, feature: str, out_dir:
     path = heatmap_path(out_dir, image_id, feature, definite=definite)
     heatmap(store, ds, image_id, feature, definite=definite, alpha=alpha).save(path, format="PNG")
     return path
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _cell(text: str) -> tuple[int, int]:
-    try:
-        w, _, h = text.lower().partition("x")
-        size = (int(w), int(h or w))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 512x384, not {text!r}") from None
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError("cell width and height must be positive")
-    return size
-
-
-def _run_heatmap(args: Any) -> int:
-    """Run ``archivestore heatmap`` for parsed ``args``; returns the exit code."""
-    import sys
-
-    from archivestore import open_store
-    from archivestore.cli import storage_options
-
-    try:
-        store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
-        paths = write_heatmaps(store, args.study, args.feature, args.out, args.image or None, definite=args.definite)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        print(f"archivestore heatmap: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    if not paths:
-        print(f"archivestore heatmap: study {args.study!r} has no images in the store", file=sys.stderr)
-        return 1
-    print(f"{len(paths)} heatmaps written to {args.out}")
-    if args.montage:
-        grid = montage(paths, columns=args.columns, cell_size=args.cell, labels=[p.stem for p in paths])
-        Path(args.montage).parent.mkdir(parents=True, exist_ok=True)
-        grid.save(args.montage)
-        print(f"montage of {len(paths)} heatmaps written to {args.montage}")
-    return 0
-
-
-def add_heatmap_command(subparsers: Any) -> Any:
-    """Add ``archivestore heatmap`` to an argparse ``subparsers`` object.
-
-    ``archivestore heatmap STORE --study NAME --feature F [--image ID ...] [--definite]
-    --out DIR [--montage FILE] [--columns N] [--cell WxH]`` writes one PNG per image
-    (:func:`write_heatmaps`) and optionally a montage of them. The parser's ``func``
-    returns the exit code (0 ok, 1 nothing to paint, 2 unknown study, feature or image).
-    """
-    from archivestore.cli import add_store_options
-
-    p = subparsers.add_parser(
-        "heatmap",
-        help="paint how many study raters marked each superpixel for a feature",
-        description="One PNG per image: the number of raters who marked each superpixel for FEATURE "
-        "(any mark, or only definite ones), as a colour overlay with a legend.",
-    )
-    p.add_argument("store", metavar="STORE", help="store path or fsspec URL")
-    p.add_argument("--study", required=True, metavar="NAME", help="study name (studies/<name>)")
-    p.add_argument("--feature", required=True, metavar="F", help="study feature to paint")
-    p.add_argument("--image", nargs="+", metavar="ID", help="images to paint (default: all of the study)")
-    p.add_argument("--definite", action="store_true", help="count only definite marks (value 1)")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs")
-    p.add_argument("--montage", metavar="FILE", help="also write a grid of all heatmaps to this PNG")
-    p.add_argument("--columns", type=int, default=4, metavar="N", help="montage columns (default 4)")
-    p.add_argument("--cell", type=_cell, default=(512, 384), metavar="WxH", help="montage cell size (default 512x384)")
-    add_store_options(p)
-    p.set_defaults(func=_run_heatmap)
-    return p

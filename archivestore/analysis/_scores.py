@@ -34,7 +34,6 @@ import xarray as xr
 
 __all__ = [
     "METRICS",
-    "add_score_command",
     "confusion_counts",
     "metrics_from_counts",
     "score",
@@ -383,86 +382,3 @@ def score_table(scores: xr.Dataset) -> pd.DataFrame:
     else:
         frame = scores[cols].to_dataframe()
     return frame[cols]
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _print_scores(ds: xr.Dataset, out: Any) -> None:
-    table = score_table(ds)
-    kind = ds.attrs["kind"]
-    what = "lesion masks" if kind == "mask" else "attribute masks"
-    print(f"{ds.attrs['prediction']} vs {ds.attrs['truth']}: {what} of {ds.sizes['image']} images", file=out)
-    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 4):
-        if kind == "mask":
-            print("\nPer image:", file=out)
-            print(table[list(METRICS)].describe().loc[["mean", "std", "min", "50%", "max"]], file=out)
-            print("\nMacro averaged metrics:", file=out)
-            print(ds["macro_average"].to_series().to_string(), file=out)
-        else:
-            print("\nMacro averaged metrics per feature (mean over images):", file=out)
-            print(ds["macro_average"].to_pandas().to_string(), file=out)
-            print("\nOfficial task 2 scores per feature (micro average of normalised confusion matrices):", file=out)
-            print(pd.DataFrame({"jaccard": ds["micro_jaccard"].to_series(), "dice": ds["micro_dice"].to_series()}).to_string(), file=out)
-            print("\nMicro average over all features:", file=out)
-            print(ds["micro_average"].to_series().to_string(), file=out)
-    print(f"\noverall: {ds.attrs['overall']:.4f}", file=out)
-
-
-def _run_score(args: Any) -> int:
-    """Run ``archivestore score`` for parsed ``args``; returns the exit code."""
-    import sys
-
-    from archivestore import open_store
-    from archivestore.cli import storage_options
-
-    try:
-        store = open_store(args.store, mode="r", storage_options=storage_options(args.storage_option))
-        ds = score(
-            store,
-            truth=args.truth,
-            prediction=args.prediction,
-            kind="attribute" if args.attribute else "mask",
-            image_ids=args.image or None,
-        )
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        print(f"archivestore score: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    if ds.sizes["image"] == 0:
-        what = "attribute masks" if args.attribute else "lesion masks"
-        print(f"archivestore score: no image has {what} of both {args.truth!r} and {args.prediction!r}", file=sys.stderr)
-        return 1
-    _print_scores(ds, sys.stdout)
-    if args.out:
-        score_table(ds).to_csv(args.out)
-        print(f"per-image scores written to {args.out}")
-    return 0
-
-
-def add_score_command(subparsers: Any) -> Any:
-    """Add ``archivestore score`` to an argparse ``subparsers`` object.
-
-    ``archivestore score STORE --truth RATER --prediction RATER [--attribute]
-    [--image ID ...] [--out CSV]`` prints a summary of the per-image scores and the
-    macro averages; ``--out`` writes the per-image table as CSV. The parser's
-    ``func`` returns the exit code (0 ok, 1 nothing to score, 2 unknown rater or
-    image, or masks of different shapes).
-    """
-    from archivestore.cli import add_store_options
-
-    p = subparsers.add_parser(
-        "score",
-        help="score one rater's segmentation masks against another's (ISIC challenge metrics)",
-        description="Per-image accuracy, sensitivity, specificity, Jaccard, threshold Jaccard (0.65) and "
-        "Dice of PREDICTION's masks against TRUTH's, with macro averages, as the official "
-        "isic-challenge-scoring computes them.",
-    )
-    p.add_argument("store", metavar="STORE", help="store path or fsspec URL")
-    p.add_argument("--truth", default=GROUND_TRUTH, metavar="RATER", help="reference rater (default: ground_truth)")
-    p.add_argument("--prediction", required=True, metavar="RATER", help="rater whose masks are scored")
-    p.add_argument("--attribute", action="store_true", help="score the attribute masks (ISIC 2018 task 2) instead of lesion masks")
-    p.add_argument("--image", nargs="+", metavar="ID", help="score only these images (default: all with masks of both raters)")
-    p.add_argument("--out", metavar="CSV", help="write the per-image scores to this CSV file")
-    add_store_options(p)
-    p.set_defaults(func=_run_score)
-    return p

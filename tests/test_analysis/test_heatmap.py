@@ -192,7 +192,7 @@ def test_write_heatmaps_and_montage(case, tmp_path):
 def test_heatmap_command(case, tmp_path, capsys):
     import argparse
 
-    from archivestore.analysis._heatmap import add_heatmap_command
+    from archivestore.cli._analysis import add_heatmap_command
 
     store, images, _, _ = case
     parser = argparse.ArgumentParser(prog="archivestore")

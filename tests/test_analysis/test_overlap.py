@@ -261,7 +261,7 @@ def test_distributed_identical(processes):
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory):
-    from archivestore.demo import run_demo
+    from archivestore.cli import run_demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.zarr"
     assert run_demo(path, progress=False, out=lambda *a: None) == 0

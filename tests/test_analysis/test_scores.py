@@ -336,7 +336,7 @@ def test_counts_lazy_equals_numpy():
 def _parser():
     import argparse
 
-    from archivestore.analysis._scores import add_score_command
+    from archivestore.cli._analysis import add_score_command
 
     parser = argparse.ArgumentParser(prog="archivestore")
     add_score_command(parser.add_subparsers(dest="command"))

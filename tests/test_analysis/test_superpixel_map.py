@@ -126,7 +126,7 @@ def test_random_index_images(index, blocky):
 
 
 def test_superpixel_stats_over_a_store(tmp_path):
-    from archivestore.demo import run_demo
+    from archivestore.cli import run_demo
 
     path = tmp_path / "demo.zarr"
     assert run_demo(path, progress=False, out=lambda *a: None) == 0

@@ -1,0 +1,140 @@
+"""What every command shares: store options, ``--scheduler``, errors → exit codes, report lines.
+
+Nothing here imports more than the standard library and :mod:`archivestore.errors` at module
+level, so building the parser (``--help``, argument errors) stays fast; the store, dask and
+``distributed`` are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from archivestore.errors import ArchivestoreError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from archivestore.store import Store
+
+__all__ = [
+    "EXPECTED_ERRORS",
+    "STORE_HELP",
+    "Command",
+    "add_scheduler_option",
+    "add_store_options",
+    "command",
+    "error",
+    "open_store",
+    "print_report",
+    "scheduler",
+    "storage_option",
+]
+
+STORE_HELP = "store path or fsspec URL"
+
+Command = Callable[[argparse.Namespace], int]
+"""A command: parsed arguments in, exit code out."""
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ArchivestoreError, KeyError, ValueError, OSError)
+"""What a command may raise for bad input or a missing thing: exit 2 with one line, no traceback.
+
+archivestore's own errors, and the builtins they also are (``KeyError``, ``ValueError``,
+``FileNotFoundError``/``OSError``, ``TimeoutError``) when a library beneath raises them.
+"""
+
+
+def storage_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` → ``(key, value)``; a value that parses as JSON (``true``, ``3``) is converted."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"wants KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable), for any command that opens a store."""
+    parser.add_argument("--storage-option", "-O", action="append", type=storage_option, default=[],
+                        metavar="KEY=VALUE", dest="storage_option",
+                        help="fsspec storage option for the store URL (repeatable), e.g. anon=true")
+
+
+def open_store(args: argparse.Namespace, mode: str = "r", url: str | None = None) -> Store:
+    """Open ``args.store`` (or ``url``) with the command's ``--storage-option`` pairs."""
+    from archivestore import open_store as _open
+
+    return _open(url if url is not None else args.store, mode=mode, storage_options=dict(args.storage_option))
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser,
+                         what: str = "run the dask work on a dask.distributed cluster") -> None:
+    """``--scheduler ADDRESS``; :func:`command` opens (and closes) a client on it for the run."""
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help=f"{what} (scheduler address; default: local threads)")
+
+
+@contextmanager
+def scheduler(address: str | None) -> Iterator[Client | None]:
+    """A ``distributed.Client`` connected to ``address`` for the duration, closed after; ``None`` without one.
+
+    While it is open it is dask's default scheduler, so ``compute()`` in the body runs on the cluster.
+    """
+    if not address:
+        yield None
+        return
+    from distributed import Client
+
+    with Client(address) as client:
+        yield client
+
+
+def error(message: object, code: int = 2) -> int:
+    """Print ``archivestore: error: <message>`` on stderr (one line); return ``code``."""
+    text = " ".join(str(message).split("\n"))
+    print(f"archivestore: error: {text}", file=sys.stderr)
+    return code
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and not isinstance(exc, ArchivestoreError) and exc.args:
+        return str(exc.args[0])  # not KeyError's repr() quotes
+    return str(exc) or type(exc).__name__
+
+
+def command(func: Callable[[argparse.Namespace], int]) -> Command:
+    """Wrap a command: ``--scheduler`` opens a client for the run (``args.client``), errors become exit 2.
+
+    The errors of :data:`EXPECTED_ERRORS` print one line (:func:`error`) and give exit code 2;
+    anything else is a bug and keeps its traceback. Per-item failures are the command's own
+    business (exit 1, see :func:`print_report`).
+    """
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with scheduler(getattr(args, "scheduler", None)) as client:
+                args.client = client
+                return func(args)
+        except EXPECTED_ERRORS as exc:
+            return error(_message(exc))
+
+    return run
+
+
+def print_report(summary: str, ok: bool, lines: Iterable[tuple[str, object]] = ()) -> int:
+    """One ``LABEL <item>: <where>: <reason>`` line per failure on stderr, the summary on stdout.
+
+    Returns the exit code: 0 when ``ok``, else 1.
+    """
+    for label, item in lines:
+        print(f"{label} {item}", file=sys.stderr)
+    print(summary)
+    return 0 if ok else 1

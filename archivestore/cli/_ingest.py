@@ -1,0 +1,145 @@
+"""``archivestore ingest challenge|isic|isic-study``: fill a store from a source."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from archivestore.cli._common import add_scheduler_option, add_store_options, command, open_store, print_report
+from archivestore.layout import GROUND_TRUTH
+
+__all__ = ["add_ingest_commands"]
+
+TOKEN_ENV = "ISIC_TOKEN"
+"""Named in the help text only (``archivestore.sources.isic_v2.TOKEN_ENV`` reads it; a test keeps them equal)."""
+
+
+def add_ingest_commands(subparsers: Any) -> None:
+    """Add ``ingest`` with its sources ``challenge``, ``isic-study`` and ``isic``."""
+    p = subparsers.add_parser("ingest", help="fill a store from a source")
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    _add_challenge(sources)
+    _add_isic_study(sources)
+    _add_isic(sources)
+
+
+def _add_challenge(sources: Any) -> None:
+    c = sources.add_parser("challenge", help="ISIC challenge files on disk (2016/2017/2018 layouts)")
+    c.add_argument("dirs", nargs="+", metavar="DIR")
+    c.add_argument("--store", required=True)
+    c.add_argument("--study", help="study for *_features.json (default: the directory's name)")
+    c.add_argument("--rater", default=GROUND_TRUTH, help=f"whose masks/features these are (default {GROUND_TRUTH})")
+    c.add_argument("--workers", type=int, default=None, help="worker threads (default: CPUs)")
+    c.add_argument("--no-progress", action="store_true")
+    add_scheduler_option(c, "run on a dask.distributed cluster")
+    add_store_options(c)
+    c.set_defaults(func=_challenge)
+
+
+def _api_options(p: argparse.ArgumentParser, api: str) -> None:
+    p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
+    p.add_argument("--base-url", default=None, help=f"API root (default: the ISIC Archive's public {api})")
+    p.add_argument("--workers", type=int, default=None, help="parallel downloads/ingest workers")
+    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
+    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
+    p.add_argument("--cache-dir", default=None, help="cache metadata listings here")
+    p.add_argument("--cache-expire", type=float, default=86400.0, help="cache lifetime in seconds (default one day)")
+    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
+    add_store_options(p)
+
+
+def _add_isic_study(sources: Any) -> None:
+    p = sources.add_parser(
+        "isic-study",
+        help="a whole v1 study: images, superpixels, best masks, every annotator's values",
+        description="Ingest a study of the ISIC Archive API v1 (Girder) by name or id. The password comes from "
+        "--password, else ~/.netrc for the host, else a prompt.",
+    )
+    p.add_argument("study", help="study name or id")
+    _api_options(p, "API v1")
+    p.add_argument("--username", default=None, help="log in as this user (else anonymous, or the ~/.netrc login)")
+    p.add_argument("--password", default=None, help="password (prefer ~/.netrc or the prompt)")
+    p.add_argument("--image", action="append", default=None, metavar="NAME", help="only this image (repeatable)")
+    p.add_argument("--no-masks", action="store_true", help="skip segmentation masks")
+    p.set_defaults(func=_isic_study)
+
+
+def _add_isic(sources: Any) -> None:
+    p = sources.add_parser(
+        "isic",
+        help="images of an API v2 search",
+        description="Ingest the images of an ISIC Archive API v2 search, e.g. --query 'diagnosis_3:\"Melanoma "
+        f"Invasive\"'. A bearer token for non-public images comes from --token or ${TOKEN_ENV}.",
+    )
+    _api_options(p, "API v2")
+    p.add_argument("--query", default="", help="the archive's search query (double-quote values)")
+    p.add_argument("--collections", default=None, help="comma-separated collection ids")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--token", default=None, help=f"OAuth bearer token (default ${TOKEN_ENV})")
+    p.add_argument("--thumbnails", action="store_true", help="store the 256-pixel thumbnails instead of the full images")
+    p.set_defaults(func=_isic)
+
+
+def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
+    from archivestore import ingest
+
+    store = open_store(args, mode="a")
+    report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+    return print_report(f"{report.summary()}{extra}", report.ok, (("FAILED", bad) for bad in report.failed))
+
+
+@command
+def _challenge(args: argparse.Namespace) -> int:
+    from archivestore.sources import ChallengeSource
+
+    source = ChallengeSource(args.dirs, study=args.study, rater=args.rater)
+    orphans = getattr(source, "csv_only", None)
+    return _ingest(args, source, f"; {len(orphans)} CSV rows without an image file" if orphans else "")
+
+
+@command
+def _isic_study(args: argparse.Namespace) -> int:
+    from archivestore.sources.isic_v1 import DEFAULT_V1_URL, IsicStudySource, IsicV1
+
+    api = IsicV1(args.base_url or DEFAULT_V1_URL, username=args.username, password=args.password,
+                 **_client_options(args))
+    return _ingest(args, IsicStudySource(api, args.study, names=args.image, masks=not args.no_masks))
+
+
+@command
+def _isic(args: argparse.Namespace) -> int:
+    from archivestore.sources.isic_v2 import DEFAULT_V2_URL, IsicSearchSource, IsicV2
+
+    api = IsicV2(args.base_url or DEFAULT_V2_URL, token=args.token, **_client_options(args))
+    source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,
+                              file="thumbnail_256" if args.thumbnails else "full")
+    return _ingest(args, source)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a message comes (so pytest's capture sees it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The HTTP client's options; with ``--debug`` every request is logged to stderr (redacted)."""
+    if args.debug:
+        log = logging.getLogger("archivestore.http")
+        if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return {"retries": args.retries, "backoff_factor": args.backoff, "cache_dir": args.cache_dir,
+            "cache_expire": args.cache_expire, "workers": args.workers or 8, "debug": args.debug}

@@ -1,0 +1,42 @@
+"""The parser: one sub-command group per module, registered here in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
+from archivestore.cli._demo import add_demo_command
+from archivestore.cli._ingest import add_ingest_commands
+from archivestore.cli._store import add_store_commands
+from archivestore.cli._tables import add_table_commands
+
+__all__ = ["build_parser", "main"]
+
+DESCRIPTION = "The ``archivestore`` command (also ``python -m archivestore``)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``archivestore`` parser; each sub-command's ``func`` runs it and returns the exit code."""
+    from archivestore import __version__
+
+    parser = argparse.ArgumentParser(prog="archivestore", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_demo_command(sub)
+    add_ingest_commands(sub)
+    add_store_commands(sub)
+    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``archivestore`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Argument errors exit 2 from argparse; a command's own errors give 2 with one line on
+    stderr, failed items 1 (see :mod:`archivestore.cli._common`).
+    """
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from archivestore import _metadata
-from archivestore._images import checksum
-from archivestore.store import Store
+from archivestore.store import Store, checksum
 
 __all__ = ["Problem", "VerifyReport", "verify"]
 
@@ -55,7 +53,7 @@ class VerifyReport:
 
 
 def _check_group(store: Store, image_id: str, path: str) -> Problem | None:
-    state = store._group_state(path)
+    state = store.group_state(path)
     if state is None:
         return Problem(image_id, "missing", f"{path} is not in the store", path)
     if not state.get("complete"):
@@ -74,10 +72,10 @@ def _check_group(store: Store, image_id: str, path: str) -> Problem | None:
 
 
 def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem]:
-    problems = [p for p in [_check_group(store, image_id, f"images/{image_id}")] if p]
+    problems = [p for p in [_check_group(store, image_id, store.layout.image(image_id))] if p]
     for rater in raters:
-        path = f"masks/{rater}/{image_id}"
-        if store._group_state(path) is not None:
+        path = store.layout.masks(image_id, rater)
+        if store.group_state(path) is not None:
             p = _check_group(store, image_id, path)
             if p:
                 problems.append(p)
@@ -109,23 +107,21 @@ def verify(store: Store, *, repair: bool = False, workers: int | None = None, pr
             report.problems.extend(problems)
     # groups the table does not list: interrupted writes, or rows lost with a crash
     in_table = set(listed)
-    for name, _group in store.root["images"].groups():
+    for name in store.stored_image_ids():
         if name in in_table:
             continue
-        state = store.image_state(name) or {}
-        if state.get("complete"):
-            report.problems.append(Problem(name, "unlisted", "complete but not in the metadata table",
-                                           f"images/{name}"))
+        path = store.layout.image(name)
+        if (store.image_state(name) or {}).get("complete"):
+            report.problems.append(Problem(name, "unlisted", "complete but not in the metadata table", path))
         else:
-            report.problems.append(Problem(name, "incomplete", "interrupted write, not in the metadata table",
-                                           f"images/{name}"))
+            report.problems.append(Problem(name, "incomplete", "interrupted write, not in the metadata table", path))
     if repair and report.problems:
         _repair(store, report, progress)
     return report
 
 
 def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
-    from archivestore.ingest import ingest
+    from archivestore._ingest import ingest
     from archivestore.sources import item_from_origin
 
     records = store.metadata_records()
@@ -134,7 +130,7 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
     for problem in report.problems:
         if problem.kind == "unlisted":
             continue
-        state = store._group_state(problem.group) or {}
+        state = store.group_state(problem.group) or {}
         origin = state.get("origin")
         if not origin:
             report.unrepaired.append(Problem(problem.image_id, problem.kind,
@@ -147,17 +143,13 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
         except (FileNotFoundError, KeyError, ValueError) as exc:
             report.unrepaired.append(Problem(problem.image_id, problem.kind, f"{problem.detail}; {exc}", problem.group))
             continue
-        store.root[problem.group.rsplit("/", 1)[0]].create_group(problem.image_id, overwrite=True)  # drop the broken group
+        store.drop_item(problem.group)
         items.append(item)
     if items:
         result = ingest(store, items, progress=progress)
         report.repaired.extend(result.ingested)
         report.unrepaired.extend(Problem(b.item_id, "damaged", b.reason) for b in result.failed)
-    if unlisted:
-        from archivestore._lock import acquire
-        from archivestore.ingest import LEASE_SECONDS
-
-        with acquire(store.zstore, "tables", lease_seconds=LEASE_SECONDS):
-            _metadata.append_rows(store.root["metadata"], unlisted)
+    if unlisted:  # the same locked append as ingest: a cut-short append is trimmed back first
+        store.append_tables(unlisted)
         report.repaired.extend(unlisted)
 

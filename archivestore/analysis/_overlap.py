@@ -290,11 +290,13 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _target(store, storage_options):
-    """What :meth:`xarray.Dataset.to_zarr` accepts for ``store``."""
+    """The store object (or URL and options) to write to, and the layout giving the group path."""
+    from archivestore.layout import LAYOUT
+
     zstore = getattr(store, "zstore", None)
     if zstore is not None:  # an archivestore Store
-        return zstore, None
-    return store, storage_options
+        return zstore, None, store.layout
+    return store, storage_options, LAYOUT
 
 
 def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=None, compute: bool = True):
@@ -321,8 +323,8 @@ def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=Non
         The group path, readable with
         ``xr.open_zarr(store, group=path, consolidated=False)``.
     """
-    group = f"studies/{study_name}/overlap"
-    target, options = _target(store, storage_options)
+    target, options, layout = _target(store, storage_options)
+    group = layout.overlap(study_name)
     ds = ds.copy()
     for name in ds.variables:
         ds[name].encoding = {}

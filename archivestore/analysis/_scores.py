@@ -41,7 +41,7 @@ __all__ = [
     "scored_image_ids",
 ]
 
-GROUND_TRUTH = "ground_truth"
+from archivestore.layout import GROUND_TRUTH  # noqa: E402
 
 METRICS = ("accuracy", "sensitivity", "specificity", "jaccard", "threshold_jaccard", "dice")
 """The per-image metrics, in the order of the official scoring."""
@@ -143,15 +143,7 @@ def _masks_dataset(store: Any, rater: str, image_id: str) -> xr.Dataset | None:
 
 def _rater_image_ids(store: Any, rater: str) -> list[str]:
     """Image ids for which ``rater`` may have masks (complete images only)."""
-    complete = store.image_ids()
-    if rater == GROUND_TRUTH:
-        return list(complete)
-    try:
-        group = store.root[f"masks/{rater}"]
-    except KeyError:
-        raise KeyError(f"no masks of rater {rater!r} in the store") from None
-    have = set(group.group_keys())
-    return [i for i in complete if i in have]
+    return list(store.mask_image_ids(rater))
 
 
 def scored_image_ids(store: Any, truth: str = GROUND_TRUTH, prediction: str = "model") -> list[str]:

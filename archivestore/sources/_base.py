@@ -10,29 +10,29 @@ source is cheap and a failure in one item's bytes is reported against that item.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from archivestore.errors import BadItem
+from archivestore.layout import escape_name
 
 __all__ = ["Annotation", "BadItem", "Item", "SeriesItem", "Source", "validate_id"]
 
 Loader = Callable[[], bytes]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-
-
 def validate_id(image_id: str, where: str = "") -> str:
-    """Return ``image_id`` if it is safe as a Zarr node name, else raise :class:`BadItem`.
+    """Return ``image_id`` if it can name a group, else raise :class:`BadItem`.
 
-    An id must start with a letter or digit and contain only letters, digits,
-    ``_``, ``-`` and ``.``, never ``..`` (no path tricks: ``/`` is Zarr's path
-    separator).
+    Any non-empty string without control characters is an id: the store escapes it
+    into a node name (:func:`archivestore.layout.escape_name`), so ``/``, ``..``,
+    spaces and Unicode are kept, never turned into paths. The escaped name must fit
+    in 255 bytes (a file name on common filesystems).
     """
-    if not isinstance(image_id, str) or not _ID_RE.match(image_id) or ".." in image_id:
-        raise BadItem(str(image_id), where or str(image_id), "unsafe image id (allowed: letters, digits, _ - .; no '..' or '/')")
+    if not isinstance(image_id, str) or not image_id or any(ord(c) < 32 or ord(c) == 127 for c in image_id):
+        raise BadItem(str(image_id), where or repr(image_id), "unusable id (empty, or with control characters)")
+    if len(escape_name(image_id).encode()) > 255:
+        raise BadItem(image_id, where or image_id, "id too long (over 255 bytes once escaped)")
     return image_id
 
 

@@ -1,4 +1,4 @@
-"""Writing one image group (``images/<id>``) or one rater's mask group (``masks/<rater>/<id>``).
+"""Writing one item group (``images/<id>``, ``masks/<rater>/<id>``, ...), completion marker last.
 
 A group is written arrays first and its ``_archivestore`` attribute with
 ``complete: true`` last, so an interrupted write is never taken for a complete one.
@@ -9,16 +9,17 @@ arrays, then the attribute listing them.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
-__all__ = ["TILE", "checksum", "put_array", "write_group_state"]
+from archivestore.layout import STATE_KEY, compressors, tile_chunks
 
-TILE = 1024
-COMPRESSORS = (ZstdCodec(level=3),)
+__all__ = ["GroupWriter", "checksum", "read_state"]
 
 
 def checksum(data: np.ndarray) -> str:
@@ -26,49 +27,67 @@ def checksum(data: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(data).data).hexdigest()
 
 
-def _chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
-    out = []
-    for n, d in zip(shape, dims, strict=True):
-        out.append(max(1, min(n, TILE)) if d in ("y", "x") else (1 if d == "feature" else max(n, 1)))
-    return tuple(out)
+def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
+    """The ``_archivestore`` attribute of the group at ``path``; None if there is no group.
 
-
-def put_array(group: zarr.Group, name: str, data: np.ndarray, dims: tuple[str, ...], *,
-              fresh: bool = False, **attrs: Any) -> str:
-    """Write ``data`` as array ``name`` of ``group`` in 1024² tiles; return its checksum.
-
-    ``fresh=True`` says the group was just created empty, which spares deleting an
-    old array first (a listing and a delete on a bucket).
+    One GET of the group's ``zarr.json`` (this runs for every item of every ingest),
+    ``{}`` for a group without the attribute or with unreadable metadata.
     """
-    spec = dict(
-        shape=data.shape,
-        dtype=data.dtype,
-        chunks=_chunks(data.shape, dims),
-        compressors=COMPRESSORS,
-        fill_value=0,
-        dimension_names=dims,
-        attributes=attrs or None,
-        # every chunk is written: no comparing each with the fill value first (in zarr 3.1
-        # that check costs more CPU than compressing), and verify finds every chunk
-        config={"write_empty_chunks": True},
-    )
+    buf = sync(zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
+    if buf is None:
+        return None
     try:
-        arr = group.create_array(name, overwrite=not fresh, **spec)
-    except zarr.errors.ContainsArrayError:  # remains of a write cut short while its group was dropped
-        arr = group.create_array(name, overwrite=True, **spec)
-    arr[...] = data
-    return checksum(data)
+        doc = json.loads(buf.to_bytes())
+    except ValueError:
+        return {}
+    return dict(doc.get("attributes", {}).get(STATE_KEY, {}))
 
 
-def put_coord(group: zarr.Group, name: str, labels: list[str], *, fresh: bool = False) -> None:
-    """Write a string coordinate ``name`` (dimension of the same name)."""
-    arr = group.create_array(
-        name, shape=(len(labels),), dtype=str, chunks=(max(len(labels), 1),), fill_value="",
-        dimension_names=(name,), overwrite=not fresh,
-    )
-    arr[...] = np.array(labels, dtype=str)
+class GroupWriter:
+    """Writes the arrays of one group, then its state (see :meth:`finish`).
 
+    Parameters
+    ----------
+    group
+        The Zarr group.
+    fresh
+        The group was just created empty, which spares deleting an old array before
+        each write (a listing and a delete on a bucket).
+    """
 
-def write_group_state(group: zarr.Group, state: dict[str, Any]) -> None:
-    """Write the ``_archivestore`` attribute (the completion marker goes in last)."""
-    group.attrs["_archivestore"] = state
+    def __init__(self, group: zarr.Group, *, fresh: bool) -> None:
+        self.group = group
+        self.fresh = fresh
+
+    def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], **attrs: Any) -> str:
+        """Write ``data`` as array ``name`` in TILE-sized chunks; return its checksum."""
+        spec: dict[str, Any] = dict(
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=tile_chunks(data.shape, dims),
+            compressors=compressors(),
+            fill_value=0,
+            dimension_names=dims,
+            attributes=attrs or None,
+            # every chunk is written: no comparing each with the fill value first (in zarr 3.1
+            # that check costs more CPU than compressing), and verify finds every chunk
+            config={"write_empty_chunks": True},
+        )
+        try:
+            arr = self.group.create_array(name, overwrite=not self.fresh, **spec)
+        except zarr.errors.ContainsArrayError:  # remains of a write cut short while its group was dropped
+            arr = self.group.create_array(name, overwrite=True, **spec)
+        arr[...] = data
+        return checksum(data)
+
+    def put_coord(self, name: str, labels: list[str], **attrs: Any) -> None:
+        """Write a string coordinate ``name`` (dimension of the same name)."""
+        arr = self.group.create_array(
+            name, shape=(len(labels),), dtype=str, chunks=(max(len(labels), 1),), fill_value="",
+            dimension_names=(name,), overwrite=not self.fresh, attributes=attrs or None,
+        )
+        arr[...] = np.array(labels, dtype=str)
+
+    def finish(self, state: dict[str, Any]) -> None:
+        """Write the ``_archivestore`` attribute: the completion marker goes in last."""
+        self.group.attrs[STATE_KEY] = state

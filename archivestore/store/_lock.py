@@ -25,8 +25,12 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from archivestore.errors import LeaseTimeout
+from archivestore.layout import LAYOUT
 
-__all__ = ["Lease", "LeaseTimeout", "acquire"]
+__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire"]
+
+LEASE_SECONDS = 300.0
+"""How long a writer's claim on an item (or on the shared tables) lasts if it dies."""
 
 HOST = socket.gethostname()
 
@@ -102,7 +106,7 @@ def _stale(attrs: dict) -> bool:
     return False
 
 
-def acquire(zstore, name: str, *, lease_seconds: float = 300.0, wait_seconds: float = 600.0,
+def acquire(zstore, name: str, *, lease_seconds: float = LEASE_SECONDS, wait_seconds: float = 600.0,
             poll: float = 0.05) -> Lease:
     """Take the lease ``name``, waiting (bounded) while another live writer holds it.
 
@@ -111,7 +115,7 @@ def acquire(zstore, name: str, *, lease_seconds: float = 300.0, wait_seconds: fl
     LeaseTimeout
         If it is still held by a live writer after ``wait_seconds``.
     """
-    key = f"_locks/{name}/zarr.json"
+    key = LAYOUT.lock(name)
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait_seconds
     delay = poll

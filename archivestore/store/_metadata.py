@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import ZstdCodec
+
+from archivestore.layout import ROW_CHUNK, compressors
 
 __all__ = ["append_rows", "flatten", "read_frame", "read_records", "variable_name"]
 
-ROW_CHUNK = 65536
 PRESENT, ABSENT, NULL = 0, 1, 2
-_COMPRESSORS = (ZstdCodec(level=3),)
 _MAX_EXACT_INT = 2**53
 
 Path = tuple[str, ...]
@@ -123,7 +122,7 @@ def _create_column(group: zarr.Group, name: str, kind: str, path: Path, n: int) 
         chunks=(ROW_CHUNK,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else "",
-        compressors=_COMPRESSORS,
+        compressors=compressors(),
         dimension_names=("image",),
         attributes={"path": list(path), "value_type": kind},
         overwrite=True,
@@ -136,15 +135,15 @@ def _ensure_table(group: zarr.Group) -> None:
         return
     group.create_array(
         "image", shape=(0,), chunks=(ROW_CHUNK,), dtype=str, fill_value="",
-        compressors=_COMPRESSORS, dimension_names=("image",),
+        compressors=compressors(), dimension_names=("image",),
     )
     group.create_array(
         "field", shape=(0,), chunks=(4096,), dtype=str, fill_value="",
-        compressors=_COMPRESSORS, dimension_names=("field",),
+        compressors=compressors(), dimension_names=("field",),
     )
     group.create_array(
         "field_state", shape=(0, 0), chunks=(ROW_CHUNK, 64), dtype="uint8", fill_value=ABSENT,
-        compressors=_COMPRESSORS, dimension_names=("image", "field"),
+        compressors=compressors(), dimension_names=("image", "field"),
         attributes={
             "flag_values": [PRESENT, ABSENT, NULL],
             "flag_meanings": "present absent null",

@@ -2,13 +2,13 @@
 
 Reading never lists the ``images`` group: one image is found by its path, and the
 list of images is the ``image`` coordinate of the ``metadata`` table, so opening one
-image costs the same in a 10-image store as in a 400,000-image one.
+image costs the same in a 10-image store as in a 400,000-image one. Every method
+takes names as the archive gives them; :attr:`Store.layout` turns them into paths.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -18,19 +18,17 @@ import pandas as pd
 import xarray as xr
 import zarr
 import zarr.storage
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from archivestore import _metadata
+from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
+from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
+from archivestore.store import _metadata
+from archivestore.store._writing import StoreWriting
 
-__all__ = ["LAYOUT_VERSION", "Store", "open_store"]
-
-LAYOUT_VERSION = 1
-GROUND_TRUTH = "ground_truth"
+__all__ = ["Store", "open_store"]
 
 
-def _zarr_store(url: str | os.PathLike, mode: str, storage_options: Mapping[str, Any] | None):
-    url = os.fspath(url)
+def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) -> zarr.abc.store.Store:
     read_only = mode == "r"
     if "://" in url and not url.startswith("file://"):
         return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
@@ -39,7 +37,7 @@ def _zarr_store(url: str | os.PathLike, mode: str, storage_options: Mapping[str,
 
 
 def open_store(
-    url: str | os.PathLike,
+    url: str | os.PathLike[str],
     mode: str = "r",
     storage_options: Mapping[str, Any] | None = None,
 ) -> Store:
@@ -53,15 +51,21 @@ def open_store(
         ``"r"`` read only; ``"a"`` read and write, creating the store if missing.
     storage_options
         Passed to fsspec (e.g. ``{"anon": True}`` or an ``endpoint_url``).
+
+    Raises
+    ------
+    StoreNotFoundError
+        ``mode="r"`` and there is no store at ``url`` (also a ``FileNotFoundError``).
     """
     if mode not in ("r", "a"):
-        raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        raise InvalidInputError(f"mode must be 'r' or 'a', not {mode!r}")
+    url = os.fspath(url)
     zstore = _zarr_store(url, mode, storage_options)
     if mode == "r":
         try:
             root = zarr.open_group(zstore, mode="r", zarr_format=3)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            raise FileNotFoundError(f"no archivestore store at {os.fspath(url)}") from None
+            raise StoreNotFoundError(f"no archivestore store at {url}") from None
     else:
         try:
             root = zarr.open_group(zstore, mode="a", zarr_format=3)
@@ -69,45 +73,47 @@ def open_store(
             root = zarr.open_group(zstore, mode="r+", zarr_format=3)
         if "archivestore" not in root.attrs:
             root.attrs["archivestore"] = {"layout": LAYOUT_VERSION}
-        for name in ("images", "masks", "studies", "metadata", "_locks", "_locks/images"):
-            ensure_group(root, name)
-    return Store(os.fspath(url), zstore, root, mode=mode, storage_options=storage_options)
+    version = int(dict(root.attrs.get("archivestore") or {}).get("layout", 1))  # type: ignore[call-overload]
+    if version > LAYOUT_VERSION:
+        raise InvalidInputError(f"{url} has store layout {version}; this archivestore reads up to {LAYOUT_VERSION}")
+    store = Store(url, zstore, root, mode=mode, storage_options=storage_options, layout=Layout(version))
+    if mode == "a":
+        for name in store.layout.top_groups:
+            store.ensure_group(name)
+    return store
 
 
-def ensure_group(parent: zarr.Group, name: str) -> zarr.Group:
-    """``parent[name]``, created if missing; safe when other writers create it at the same time."""
-    try:
-        return parent[name]
-    except KeyError:
-        pass
-    try:
-        return parent.create_group(name)
-    except zarr.errors.ContainsGroupError:
-        return parent[name]
-
-
-def _reopen(url: str, mode: str, storage_options: dict) -> Store:
+def _reopen(url: str, mode: str, storage_options: dict[str, Any]) -> Store:
     key = (url, mode, repr(sorted(storage_options.items())))
     if key not in _OPENED:
         _OPENED[key] = open_store(url, mode, storage_options)
     return _OPENED[key]
 
 
-_OPENED: dict[tuple, Store] = {}
+_OPENED: dict[tuple[str, str, str], Store] = {}
 
 
-class Store:
-    """A store opened with :func:`open_store`; reading methods return lazy xarray objects."""
+class Store(StoreWriting):
+    """A store opened with :func:`open_store`; reading methods return lazy xarray objects.
 
-    def __init__(self, url: str, zstore, root: zarr.Group, *, mode: str = "r",
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+    Attributes
+    ----------
+    url
+        Where the store is (path or fsspec URL).
+    layout
+        The :class:`~archivestore.layout.Layout` it was written with: group paths of names.
+    """
+
+    def __init__(self, url: str, zstore: Any, root: zarr.Group, *, mode: str = "r",
+                 storage_options: Mapping[str, Any] | None = None, layout: Layout | None = None) -> None:
         self.url = url
         self.zstore = zstore
         self.root = root
         self.mode = mode
         self.storage_options = dict(storage_options or {})
+        self.layout = layout or Layout()
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[str, str, dict[str, Any]]]:
         # a Store travels to dask workers as what it takes to open it again there
         return _reopen, (self.url, self.mode, self.storage_options)
 
@@ -115,33 +121,27 @@ class Store:
         return f"<archivestore.Store {self.url!r}>"
 
     # -- opening groups ---------------------------------------------------------------
-    def _open(self, group: str) -> xr.Dataset:
-        return xr.open_zarr(self.zstore, group=group, consolidated=False)
-
-    def image_state(self, image_id: str) -> dict[str, Any] | None:
-        """The ``_archivestore`` attribute of ``images/<id>``, or None if there is no such group."""
-        return self._group_state(f"images/{image_id}")
-
-    def _group_state(self, path: str) -> dict[str, Any] | None:
-        # one GET of the group's zarr.json: this runs for every item of every ingest
-        buf = sync(self.zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
-        if buf is None:
-            return None
-        try:
-            doc = json.loads(buf.to_bytes())
-        except ValueError:
-            return {}
-        return dict(doc.get("attributes", {}).get("_archivestore", {}))
+    def open_dataset(self, path: str) -> xr.Dataset:
+        """The group at ``path`` as a lazy Dataset, as plain xarray opens it."""
+        return xr.open_zarr(self.zstore, group=path, consolidated=False)
 
     @functools.cached_property
     def images_group(self) -> zarr.Group:
         """The ``images`` group (its own metadata never changes, so it is read once)."""
-        return self.root["images"]
+        return self.root[self.layout.IMAGES]  # type: ignore[return-value]
+
+    def image_state(self, image_id: str) -> dict[str, Any] | None:
+        """The ``_archivestore`` attribute of ``images/<id>``, or None if there is no such group."""
+        return self.group_state(self.layout.image(image_id))
+
+    def masks_state(self, image_id: str, rater: str) -> dict[str, Any] | None:
+        """The ``_archivestore`` attribute of a rater's mask group of an image (None if absent)."""
+        return self.group_state(self.layout.masks(image_id, rater))
 
     def image_record(self, image_id: str) -> dict[str, Any]:
         """The original metadata record kept as the attributes of ``images/<id>``."""
-        attrs = dict(self.images_group[image_id].attrs)
-        attrs.pop("_archivestore", None)
+        attrs = dict(self.root[self.layout.image(image_id)].attrs)
+        attrs.pop(STATE_KEY, None)
         return attrs
 
     def is_complete(self, image_id: str) -> bool:
@@ -151,8 +151,8 @@ class Store:
     def image(self, image_id: str) -> xr.Dataset:
         """The image group ``images/<id>`` as a lazy Dataset; ``KeyError`` if absent or incomplete."""
         if not self.is_complete(image_id):
-            raise KeyError(f"no complete image {image_id!r} in {self.url}")
-        return self._open(f"images/{image_id}")
+            raise NotFoundError(f"no complete image {image_id!r} in {self.url}")
+        return self.open_dataset(self.layout.image(image_id))
 
     def read(self, image_id: str, variable: str = "image", rater: str = GROUND_TRUTH) -> np.ndarray:
         """One array of an image as numpy, straight from zarr (no xarray, no dask graph).
@@ -161,50 +161,70 @@ class Store:
         ``variable`` is ``image``, ``superpixels``, ``mask`` or ``attribute``; ``rater``
         picks another rater's ``mask``/``attribute``.
         """
-        path = f"images/{image_id}" if rater == GROUND_TRUTH or variable not in ("mask", "attribute") \
-            else f"masks/{rater}/{image_id}"
-        if not (self._group_state(path) or {}).get("complete"):
-            raise KeyError(f"no complete {path!r} in {self.url}")
+        path = self.layout.masks(image_id, rater if variable in ("mask", "attribute") else GROUND_TRUTH)
+        if not (self.group_state(path) or {}).get("complete"):
+            raise NotFoundError(f"no complete {path!r} in {self.url}")
         try:
             return zarr.open_array(self.zstore, path=f"{path}/{variable}", mode="r", zarr_format=3)[...]
         except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError):
-            raise KeyError(f"{path} has no {variable!r}") from None
+            raise NotFoundError(f"{path} has no {variable!r}") from None
 
     def masks(self, image_id: str, rater: str = GROUND_TRUTH) -> xr.Dataset:
         """The masks (``mask``, ``attribute``) of one rater for one image."""
         if rater == GROUND_TRUTH:
             ds = self.image(image_id)
             return ds[[v for v in ("mask", "attribute") if v in ds]]
-        state = self._group_state(f"masks/{rater}/{image_id}")
-        if not (state or {}).get("complete"):
-            raise KeyError(f"no masks of rater {rater!r} for image {image_id!r} in {self.url}")
-        return self._open(f"masks/{rater}/{image_id}")
+        if not (self.masks_state(image_id, rater) or {}).get("complete"):
+            raise NotFoundError(f"no masks of rater {rater!r} for image {image_id!r} in {self.url}")
+        return self.open_dataset(self.layout.masks(image_id, rater))
 
     def mask(self, image_id: str, rater: str = GROUND_TRUTH) -> xr.DataArray:
         """The lesion mask (y, x) 0/1 of one rater for one image."""
         ds = self.masks(image_id, rater)
         if "mask" not in ds:
-            raise KeyError(f"image {image_id!r} has no lesion mask of rater {rater!r}")
+            raise NotFoundError(f"image {image_id!r} has no lesion mask of rater {rater!r}")
         return ds["mask"]
+
+    def _names(self, path: str) -> list[str]:
+        """The archive names of the groups under ``path`` (lists that group)."""
+        try:
+            group = self.root[path]
+        except KeyError:
+            return []
+        return sorted(self.layout.name(node) for node, _ in group.groups())  # type: ignore[union-attr]
 
     def mask_raters(self) -> list[str]:
         """Raters other than ground_truth that have masks."""
-        return sorted(name for name, _ in self.root["masks"].groups()) if "masks" in self.root else []
+        return self._names(self.layout.MASKS)
+
+    def mask_image_ids(self, rater: str) -> list[str]:
+        """Complete images (table order) for which ``rater`` may have masks."""
+        complete = self.image_ids()
+        if rater == GROUND_TRUTH:
+            return complete
+        if rater not in self.mask_raters():
+            raise NotFoundError(f"no masks of rater {rater!r} in the store")
+        have = set(self._names(self.layout.rater(rater)))
+        return [i for i in complete if i in have]
 
     # -- metadata table ---------------------------------------------------------------
+    @property
+    def _table(self) -> zarr.Group:
+        return self.root[self.layout.METADATA]  # type: ignore[return-value]
+
     def metadata(self) -> xr.Dataset:
         """The metadata table: one row per complete image along ``image``."""
-        if "image" not in self.root["metadata"]:
+        if "image" not in self._table:
             return xr.Dataset(coords={"image": np.array([], dtype=str), "field": np.array([], dtype=str)})
-        return self._open("metadata")
+        return self.open_dataset(self.layout.METADATA)
 
     def image_ids(self) -> list[str]:
         """Ids of the complete images, in ingest order."""
-        return _metadata.table_ids(self.root["metadata"])
+        return _metadata.table_ids(self._table)
 
     def __len__(self) -> int:
-        group = self.root["metadata"]
-        return group["image"].shape[0] if "image" in group else 0
+        group = self._table
+        return int(group["image"].shape[0]) if "image" in group else 0
 
     def __contains__(self, image_id: object) -> bool:
         return isinstance(image_id, str) and self.is_complete(image_id)
@@ -219,14 +239,15 @@ class Store:
 
     # -- studies ----------------------------------------------------------------------
     def studies(self) -> list[str]:
-        """Names of the studies in the store."""
-        return sorted(name for name, _ in self.root["studies"].groups()) if "studies" in self.root else []
+        """Names of the studies in the store (as the archive gave them)."""
+        return self._names(self.layout.STUDIES)
 
     def study(self, name: str) -> xr.Dataset:
         """``studies/<name>`` as a lazy Dataset (``annotation``, ``superpixel_area``, ...)."""
-        if name not in self.studies():
-            raise KeyError(f"no study {name!r} in {self.url}; studies: {', '.join(self.studies()) or 'none'}")
-        return self._open(f"studies/{name}")
+        names = self.studies()
+        if name not in names:
+            raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}")
+        return self.open_dataset(self.layout.study(name))
 
     # -- summary ----------------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
@@ -236,10 +257,7 @@ class Store:
         """
         if isinstance(self.zstore, zarr.storage.FsspecStore):
             fs, root = self.zstore.fs, self.zstore.path
-            if fs.async_impl:
-                sizes = sync(fs._du(root, total=False))
-            else:
-                sizes = fs.du(root, total=False)
+            sizes = sync(fs._du(root, total=False)) if fs.async_impl else fs.du(root, total=False)
         else:
             import fsspec
 
@@ -252,7 +270,6 @@ class Store:
             out[top] = out.get(top, 0) + int(size)
         return dict(sorted(out.items()))
 
-
     def info(self) -> dict[str, Any]:
         """What is in the store: images, studies (images, features, raters), mask raters."""
         studies = {}
@@ -264,11 +281,11 @@ class Store:
                 "raters": [str(r) for r in ds["rater"].values],
                 "max_superpixels": int(ds.sizes.get("superpixel", 0)),
             }
-        meta = self.metadata()
         return {
             "url": self.url,
+            "layout": self.layout.version,
             "images": len(self),
-            "metadata_fields": int(meta.sizes.get("field", 0)),
+            "metadata_fields": int(self.metadata().sizes.get("field", 0)),
             "studies": studies,
             "mask_raters": self.mask_raters(),
         }

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+
+from archivestore.layout import STUDY_CHUNKS, compressors
 
 __all__ = ["StudyRow", "annotated_pairs", "append_study", "repair_study"]
 
-IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = 16, 8, 8, 2048
-_COMPRESSORS = (ZstdCodec(level=3),)
+IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = (
+    STUDY_CHUNKS[d] for d in ("image", "feature", "rater", "superpixel"))
 _DATA = {
     "annotation": (("image", "feature", "rater", "superpixel"), "float32", np.nan,
                    (IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK)),
@@ -57,14 +58,13 @@ def _ensure(group: zarr.Group) -> None:
     for name, (dims, dtype, fill, chunks) in _DATA.items():
         if name not in group:
             group.create_array(name, shape=(0,) * len(dims), chunks=chunks, dtype=dtype, fill_value=fill,
-                               compressors=_COMPRESSORS, dimension_names=dims, attributes=_ATTRS[name])
+                               compressors=compressors(), dimension_names=dims, attributes=_ATTRS[name])
 
 
-def annotated_pairs(studies: zarr.Group, study: str) -> set[tuple[str, str]]:
-    """The (image, rater) pairs whose values ``studies/<study>`` already holds."""
-    if study not in studies or "annotated" not in studies[study]:
+def annotated_pairs(group: zarr.Group | None) -> set[tuple[str, str]]:
+    """The (image, rater) pairs whose values a study group already holds."""
+    if group is None or "annotated" not in group:
         return set()
-    group = studies[study]
     images, raters = _labels(group, "image"), _labels(group, "rater")
     done = group["annotated"][: len(images), : len(raters)]
     return {(images[i], raters[r]) for i, r in zip(*np.nonzero(done))}
@@ -87,11 +87,13 @@ def repair_study(group: zarr.Group) -> None:
                 group[name].resize(want)
 
 
-def append_study(studies: zarr.Group, study: str, rows: list[StudyRow]) -> None:
-    """Write ``rows`` into ``studies/<study>``, growing it as needed (idempotent per row)."""
+def append_study(group: zarr.Group, rows: list[StudyRow]) -> None:
+    """Write ``rows`` into a study group, growing it as needed (idempotent per row).
+
+    The caller holds the tables lease: no other writer touches the group meanwhile.
+    """
     if not rows:
         return
-    group = studies.require_group(study)  # under the tables lease: no other writer here
     _ensure(group)
     repair_study(group)
     images, features, raters = (_labels(group, n) for n in ("image", "feature", "rater"))

@@ -12,7 +12,7 @@ import xarray as xr
 from PIL import Image
 
 from archivestore import ingest, open_store
-from archivestore.demo import FEATURES, STUDY
+from archivestore.testing.sample import FEATURES, STUDY
 from archivestore.imaging import decode_superpixels, encode_superpixels_rgb
 from archivestore.sources import ChallengeSource
 
@@ -105,16 +105,16 @@ def test_bad_items_are_reported_and_the_rest_ingested(sample_dirs, tmp_path):
     feats = json.loads((bad / "ISIC_0000003_features.json").read_text())
     feats["streaks"] = feats["streaks"][:-1]
     (bad / "ISIC_0000003_features.json").write_text(json.dumps(feats))
-    shutil.copy(bad / "ISIC_0000004.jpg", bad / "ISIC..0000009.jpg")
+    shutil.copy(bad / "ISIC_0000004.jpg", bad / "ISIC\x070000009.jpg")  # a control character: no usable id
     store = open_store(tmp_path / "s.zarr", mode="a")
     report = ingest(store, ChallengeSource([bad], study="s"), progress=False)
     reasons = {b.item_id: b.reason for b in report.failed}
-    assert set(reasons) == {"ISIC_0000000", "ISIC_0000001", "ISIC_0000002", "ISIC_0000003", "ISIC..0000009"}
+    assert set(reasons) == {"ISIC_0000000", "ISIC_0000001", "ISIC_0000002", "ISIC_0000003", "ISIC\x070000009"}
     assert "cannot decode" in reasons["ISIC_0000000"]
     assert "superpixels is 10x10" in reasons["ISIC_0000001"]
     assert "mask is 5x5" in reasons["ISIC_0000002"]
     assert "streaks" in reasons["ISIC_0000003"] and "superpixels" in reasons["ISIC_0000003"]
-    assert "unsafe image id" in reasons["ISIC..0000009"]
+    assert "unusable id" in reasons["ISIC\x070000009"]
     assert not report.ok
     # the good ones are in; the image with bad features is stored, its annotations are not
     assert sorted(store.image_ids()) == ["ISIC_0000003", "ISIC_0000004", "ISIC_0000005"]
@@ -124,11 +124,9 @@ def test_bad_items_are_reported_and_the_rest_ingested(sample_dirs, tmp_path):
 
 
 def test_interrupted_image_is_not_complete_and_rerun_finishes_it(sample_dirs, tmp_path):
-    from archivestore._images import put_array
-
     store = open_store(tmp_path / "s.zarr", mode="a")
-    half = store.root["images"].create_group("ISIC_0000000", attributes={"isic_id": "ISIC_0000000"})
-    put_array(half, "image", np.zeros((4, 4, 3), np.uint8), ("y", "x", "channel"))  # died here
+    half = store.item_group("ISIC_0000000", replace=False, attributes={"isic_id": "ISIC_0000000"})
+    half.put_array("image", np.zeros((4, 4, 3), np.uint8), ("y", "x", "channel"))  # died here
     with pytest.raises(KeyError):
         store.image("ISIC_0000000")
     assert "ISIC_0000000" not in store and store.info()["images"] == 0

@@ -10,7 +10,7 @@ import pytest
 from fakes import V1_FIXTURES, load_v1_fixtures, synthetic_v2_records
 
 import archivestore
-from archivestore import _metadata
+from archivestore.store import _metadata
 from archivestore.cli import main
 from archivestore.export import attributions, export_csv, licenses_summary, metadata_table, read_keys
 from archivestore.sources.isic_v2 import strip_signed_urls

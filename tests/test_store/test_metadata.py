@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 import zarr
 
-from archivestore import _metadata
-from archivestore._metadata import flatten, variable_name
+from archivestore.store import _metadata
+from archivestore.store._metadata import flatten, variable_name
 
 
 def _table(tmp_path, batches):

@@ -14,9 +14,10 @@ import zarr.storage
 from PIL import Image
 
 from archivestore import ingest, open_store
-from archivestore._lock import LeaseTimeout, acquire
+from archivestore.errors import LeaseTimeout
+from archivestore.store import acquire
 from archivestore.cli import main
-from archivestore.demo import STUDY
+from archivestore.testing.sample import STUDY
 from archivestore.sources import ChallengeSource
 from archivestore.verify import verify
 

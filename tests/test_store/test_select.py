@@ -10,7 +10,7 @@ import pytest
 from fakes import V1_FIXTURES, load_v1_fixtures
 
 import archivestore
-from archivestore import _metadata
+from archivestore.store import _metadata
 from archivestore.cli import main
 from archivestore.select import Criterion, select
 

@@ -1,0 +1,114 @@
+"""What writers (ingest, verify --repair, analyses) may do to a store, as :class:`~archivestore.Store` methods.
+
+- Item groups (``images/<id>``, ``masks/<rater>/<id>``) are created through
+  :meth:`StoreWriting.item_group` and finished with :meth:`GroupWriter.finish`
+  (completion marker last), under :meth:`StoreWriting.lease` of that group.
+- The shared arrays (the metadata table, the studies) change only through
+  :meth:`StoreWriting.append_tables`: under the ``tables`` lease, an append cut short
+  is first trimmed back to the coordinates, then the new rows go in, coordinates last.
+  Ingest and ``verify --repair`` both append this one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import zarr
+
+from archivestore.layout import GROUND_TRUTH, STATE_KEY
+from archivestore.store import _metadata
+from archivestore.store._groups import GroupWriter, read_state
+from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
+from archivestore.store._studies import StudyRow, annotated_pairs, append_study
+
+if TYPE_CHECKING:
+    from archivestore.layout import Layout
+
+__all__ = ["StoreWriting"]
+
+
+class StoreWriting:
+    """The writing half of :class:`~archivestore.Store` (a mixin; the store must be opened with ``mode="a"``)."""
+
+    zstore: Any
+    root: zarr.Group
+    layout: Layout
+
+    def group_state(self, path: str) -> dict[str, Any] | None:
+        """The ``_archivestore`` attribute of the group at ``path`` (one GET); None if there is no group."""
+        return read_state(self.zstore, path)
+
+    def ensure_group(self, path: str, name: str | None = None) -> zarr.Group:
+        """The group at ``path``, created if missing (safe when other writers create it at the same time).
+
+        ``name``, the archive name the path was made from, is kept in a new group's attributes.
+        """
+        try:
+            return self.root[path]  # type: ignore[return-value]
+        except KeyError:
+            pass
+        try:
+            return self.root.create_group(path, attributes={STATE_KEY: {"name": name}} if name else None)
+        except zarr.errors.ContainsGroupError:
+            return self.root[path]  # type: ignore[return-value]
+
+    def lease(self, name: str, *, lease_seconds: float = LEASE_SECONDS) -> Lease:
+        """Take the lease ``name`` (a group path, or ``tables``); use as a context manager."""
+        return acquire(self.zstore, name, lease_seconds=lease_seconds)
+
+    def item_group(self, image_id: str, rater: str = GROUND_TRUTH, *, replace: bool | None,
+                   attributes: Mapping[str, Any] | None = None) -> GroupWriter:
+        """A writer for an item group: the image group, or a rater's mask group of an image.
+
+        ``replace=None`` opens the existing group to add arrays; ``False`` creates it
+        (there was none); ``True`` drops an interrupted one and creates it anew.
+        """
+        path = self.layout.masks(image_id, rater)
+        if replace is None:
+            return GroupWriter(self.root[path], fresh=False)  # type: ignore[arg-type]
+        if rater != GROUND_TRUTH:
+            self.ensure_group(self.layout.rater(rater), rater)
+        group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
+        return GroupWriter(group, fresh=True)
+
+    def drop_item(self, path: str) -> None:
+        """Replace the item group at ``path`` by an empty one (``verify --repair`` before fetching it again)."""
+        self.root.create_group(path, overwrite=True)
+
+    def stored_image_ids(self) -> list[str]:
+        """Every image group, complete or not, by its archive id (lists the ``images`` group: costly)."""
+        images = self.root[self.layout.IMAGES]
+        return sorted(self.layout.name(node) for node, _ in images.groups())  # type: ignore[union-attr]
+
+    def annotated_pairs(self, study: str) -> set[tuple[str, str]]:
+        """The (image, rater) pairs whose values ``studies/<study>`` already holds."""
+        try:
+            group = self.root[self.layout.study(study)]
+        except KeyError:
+            return set()
+        return annotated_pairs(group)  # type: ignore[arg-type]
+
+    def append_tables(self, records: Mapping[str, Mapping[str, Any]] | None = None,
+                      study_rows: Mapping[str, list[StudyRow]] | None = None,
+                      index: _metadata.TableIndex | None = None) -> int:
+        """Append metadata rows (``{image_id: record}``) and study rows (``{study: rows}``) under the tables lease.
+
+        Ids already in the table are skipped, so an append can be repeated. Returns
+        the number of metadata rows added. Pass the same ``index`` to successive calls
+        to spare re-reading the table's ids.
+        """
+        added = 0
+        with self.lease("tables"):
+            for study, rows in (study_rows or {}).items():
+                if rows:
+                    append_study(self.ensure_group(self.layout.study(study), study), rows)
+            if records:
+                table = self.root[self.layout.METADATA]
+                _metadata.repair(table)  # type: ignore[arg-type]
+                added = _metadata.append_rows(table, records, index)  # type: ignore[arg-type]
+        return added
+
+    def table_index(self) -> _metadata.TableIndex:
+        """The ids of the metadata table's rows, to pass to :meth:`append_tables`."""
+        return _metadata.TableIndex().refresh(self.root[self.layout.METADATA])  # type: ignore[arg-type]

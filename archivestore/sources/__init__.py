@@ -3,13 +3,15 @@
 - :class:`ChallengeSource`: ISIC challenge files on disk (2016/2017/2018 layouts).
 - :class:`IsicStudySource` over :class:`IsicV1`: a study of the Girder API v1.
 - :class:`IsicSearchSource` over :class:`IsicV2`: a search of today's API v2.
+- :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`).
 """
 
 from typing import Any
 
-from archivestore.sources import challenge, isic_v1, isic_v2
+from archivestore.sources import challenge, idc, isic_v1, isic_v2
 from archivestore.sources._base import Annotation, BadItem, Item, SeriesItem, Source, validate_id
 from archivestore.sources.challenge import ChallengeSource
+from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
 
@@ -17,6 +19,8 @@ __all__ = [
     "Annotation",
     "BadItem",
     "ChallengeSource",
+    "IdcIndex",
+    "IdcSource",
     "IsicSearchSource",
     "IsicStudySource",
     "IsicV1",
@@ -30,13 +34,14 @@ __all__ = [
 
 _ORIGINS = {
     "challenge": challenge.item_from_origin,
+    "idc": idc.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,
     "isic_v2": isic_v2.item_from_origin,
 }
 
 
-def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item:
-    """Rebuild an image's :class:`Item` from the ``origin`` its group recorded at ingest."""
+def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item | SeriesItem:
+    """Rebuild an image's :class:`Item` (a series' :class:`SeriesItem`) from the ``origin`` recorded at ingest."""
     try:
         rebuild = _ORIGINS[origin.get("source")]
     except KeyError:

@@ -33,12 +33,14 @@ import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CountingStore, jpeg, lesion, machine, png, superpixels, workdir  # noqa: E402
+from _common import machine, workdir  # noqa: E402
 
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.imaging import encode_superpixels_rgb  # noqa: E402
 from archivestore.sources import ChallengeSource, Item  # noqa: E402
 from archivestore.store import Store  # noqa: E402
+from archivestore.testing.sample import jpeg, lesion_image, png, voronoi_superpixels  # noqa: E402
+from archivestore.testing.store import CountingStore  # noqa: E402
 
 
 def write_files(root: Path, n: int, size: tuple[int, int]) -> Path:
@@ -47,8 +49,8 @@ def write_files(root: Path, n: int, size: tuple[int, int]) -> Path:
     folder.mkdir()
     h, w = size
     for k in range(n):
-        rgb, mask = lesion(rng, h, w)
-        sp = superpixels(rng, h, w, step=40)
+        rgb, mask = lesion_image(rng, h, w)
+        sp = voronoi_superpixels(rng, h, w, step=40)
         (folder / f"ISIC_{k:07d}.jpg").write_bytes(jpeg(rgb))
         (folder / f"ISIC_{k:07d}_superpixels.png").write_bytes(encode_superpixels_rgb(sp))
         (folder / f"ISIC_{k:07d}_segmentation.png").write_bytes(png(mask * 255))
@@ -95,7 +97,7 @@ def open_requests(url: str, image_id: str) -> int:
     base = zarr.storage.FsspecStore.from_url(url, read_only=True)
     counting = CountingStore(base)
     store = Store(url, counting, zarr.open_group(counting, mode="r", zarr_format=3))
-    counting.counts.clear()
+    counting.reset()
     store.image(image_id).load()
     return counting.total()
 

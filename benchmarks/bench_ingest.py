@@ -48,6 +48,7 @@ import _common as c  # noqa: E402
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels, encode_superpixels_rgb  # noqa: E402
 from archivestore.sources import ChallengeSource  # noqa: E402
+from archivestore.testing.sample import jpeg, lesion_image, png, voronoi_superpixels  # noqa: E402
 
 ingest_mod = sys.modules["archivestore.ingest"]  # the package attribute is the function
 
@@ -62,13 +63,13 @@ def _write_one(args) -> int:
     k, h, w, root = args
     rng = np.random.default_rng(1000 + k)
     image_id = f"ISIC_{k:07d}"
-    rgb, mask = c.lesion(rng, h, w)
+    rgb, mask = lesion_image(rng, h, w)
     step = max(8, int(round((h * w / SP_PER_IMAGE) ** 0.5)))
-    sp = c.superpixels(rng, h, w, step)
+    sp = voronoi_superpixels(rng, h, w, step)
     root = Path(root)
-    (root / TRAIN / f"{image_id}.jpg").write_bytes(c.jpeg(rgb))
+    (root / TRAIN / f"{image_id}.jpg").write_bytes(jpeg(rgb))
     (root / TRAIN / f"{image_id}_superpixels.png").write_bytes(encode_superpixels_rgb(sp))
-    (root / MASKS / f"{image_id}_segmentation.png").write_bytes(c.png(mask * 255))
+    (root / MASKS / f"{image_id}_segmentation.png").write_bytes(png(mask * 255))
     return h * w
 
 

@@ -5,7 +5,7 @@ threads), a 10-image store and an ``--n``-image store (default 100,000) of tiny 
 PNG images with ISIC-like nested metadata records, then for each store:
 
 * counts the store requests (get / exists / list) of opening one image, through a
-  counting ``zarr.storage.WrapperStore`` around the local store, for
+  ``archivestore.testing.store.CountingStore`` around the local store, for
   ``store.image(id).load()`` and for plain
   ``xr.open_zarr(store, group="images/<id>", consolidated=False).load()``;
 * times, median over ``--repeat`` random image ids, ``store.image(id).load()`` on a
@@ -45,6 +45,8 @@ import _common as c  # noqa: E402
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.sources import Item  # noqa: E402
 from archivestore.store import Store  # noqa: E402
+from archivestore.testing.sample import png  # noqa: E402
+from archivestore.testing.store import CountingStore  # noqa: E402
 
 GOAL = 1.2
 SMALL = 10
@@ -72,7 +74,7 @@ def _items(start: int, stop: int, data: bytes) -> list[Item]:
 
 def build(path: Path, n: int, workers: int, verbose: bool) -> float:
     """Ingest n tiny images (resuming if ``path`` holds some); return seconds per image."""
-    data = c.png(np.full((16, 16, 3), 120, np.uint8))
+    data = png(np.full((16, 16, 3), 120, np.uint8))
     store = open_store(path, mode="a")
     have = len(store)
     if have >= n:
@@ -91,18 +93,18 @@ def build(path: Path, n: int, workers: int, verbose: bool) -> float:
     return total_t / (n - have)
 
 
-def counting_store(path: Path) -> tuple[c.CountingStore, Store]:
-    counting = c.CountingStore(zarr.storage.LocalStore(path, read_only=True))
+def counting_store(path: Path) -> tuple[CountingStore, Store]:
+    counting = CountingStore(zarr.storage.LocalStore(path, read_only=True))
     return counting, Store(str(path), counting, zarr.open_group(counting, mode="r", zarr_format=3))
 
 
 def requests(path: Path, image_id: str) -> dict[str, dict]:
     out = {}
     counting, store = counting_store(path)
-    counting.counts.clear()
+    counting.reset()
     store.image(image_id).load()
     out["store.image(id).load()"] = dict(counting.counts)
-    counting = c.CountingStore(zarr.storage.LocalStore(path, read_only=True))
+    counting = CountingStore(zarr.storage.LocalStore(path, read_only=True))
     xr.open_zarr(counting, group=f"images/{image_id}", consolidated=False).load()
     out["xr.open_zarr(...).load()"] = dict(counting.counts)
     return out

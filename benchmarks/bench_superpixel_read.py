@@ -1,7 +1,7 @@
 """Reading a superpixel index from the store against decoding its PNG.
 
-Makes RGB-encoded superpixel PNGs (jittered-grid Voronoi cells, as ``archivestore.demo``
-draws them, encoded with ``archivestore.imaging.encode_superpixels_rgb``) at ISIC's
+Makes RGB-encoded superpixel PNGs (jittered-grid Voronoi cells, ``archivestore.testing.sample``
+``voronoi_superpixels``, encoded with ``archivestore.imaging.encode_superpixels_rgb``) at ISIC's
 large and common sizes, 6000x4000 (step 100 px, ~2400 superpixels) and 1022x767
 (step 28 px, ~1000 superpixels, like the real ISIC_0000000), ingests each with its
 image into a store with the real ingest, then times, median of ``--repeat`` runs:
@@ -43,6 +43,7 @@ import _common as c  # noqa: E402
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.imaging import decode_superpixels, encode_superpixels_rgb  # noqa: E402
 from archivestore.sources import Item  # noqa: E402
+from archivestore.testing.sample import jpeg, voronoi_superpixels  # noqa: E402
 
 GOAL = 5.0
 SIZES = [  # (label, rows, cols, step)
@@ -69,11 +70,11 @@ def main(argv=None) -> int:
         items, pngs = [], {}
         for k, (label, h, w, step) in enumerate(SIZES):
             image_id = f"ISIC_{k:07d}"
-            sp = c.superpixels(rng, h, w, step)
+            sp = voronoi_superpixels(rng, h, w, step)
             data = encode_superpixels_rgb(sp)
             pngs[image_id] = tmp / f"{image_id}_superpixels.png"
             pngs[image_id].write_bytes(data)
-            image = c.jpeg(np.full((h, w, 3), 180, np.uint8))
+            image = jpeg(np.full((h, w, 3), 180, np.uint8))
             items.append(Item(id=image_id, metadata={"isic_id": image_id}, image=lambda b=image: b,
                               superpixels=lambda p=pngs[image_id]: p.read_bytes()))
             print(f"{label}: {int(sp.max()) + 1} superpixels, PNG {len(data) / 1e6:.2f} MB")

@@ -21,7 +21,7 @@ def isic_fixtures() -> Path:
 @pytest.fixture(scope="session")
 def sample_dirs(tmp_path_factory) -> dict[str, Path]:
     """The demo's sample archive in ISIC challenge layouts, written once per session."""
-    from archivestore.demo import write_sample_archive
+    from archivestore.testing.sample import write_sample_archive
 
     return write_sample_archive(tmp_path_factory.mktemp("sample-archive"))
 

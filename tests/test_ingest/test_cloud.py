@@ -11,7 +11,7 @@ import xarray as xr
 
 from archivestore import ingest, open_store
 from archivestore.analysis import overlap
-from archivestore.demo import STUDY
+from archivestore.testing.sample import STUDY
 from archivestore.sources import ChallengeSource
 
 from fakes.faulty_proxy import FaultyProxy

@@ -11,7 +11,7 @@ import csv
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -157,19 +157,18 @@ def read_keys(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def export_csv(
     source: Any,
-    out: str | os.PathLike,
+    out: str | os.PathLike | TextIO,
     ids: Iterable[str] | None = None,
     *,
     keys: Sequence[tuple[str, str]] | str | os.PathLike | None = None,
     all_fields: bool = False,
 ) -> int:
-    """Write the flat per-image CSV (see :func:`metadata_table`); return the number of rows.
+    """Write the flat per-image CSV (see :func:`metadata_table`) to a path or text file; return the number of rows.
 
     ``keys`` may be a mapping file path (see :func:`read_keys`).
     """
-    if keys is not None and not isinstance(keys, (list, tuple)):
-        keys = read_keys(keys)
-    table = metadata_table(source, ids, keys=keys, all_fields=all_fields)
+    pairs = read_keys(keys) if isinstance(keys, (str, os.PathLike)) else keys
+    table = metadata_table(source, ids, keys=pairs, all_fields=all_fields)
     table.to_csv(out, index=False, lineterminator="\n")
     return len(table)
 

@@ -134,8 +134,9 @@ def add_score_command(subparsers: Any) -> argparse.ArgumentParser:
 def _score(args: argparse.Namespace) -> int:
     from archivestore.analysis import score, score_table
 
-    kind, what = ("attribute", "attribute masks") if args.attribute else ("mask", "lesion masks")
-    ds = score(open_store(args), truth=args.truth, prediction=args.prediction, kind=kind, image_ids=args.image or None)
+    what = "attribute masks" if args.attribute else "lesion masks"
+    ds = score(open_store(args), truth=args.truth, prediction=args.prediction,
+               kind="attribute" if args.attribute else "mask", image_ids=args.image or None)
     if ds.sizes["image"] == 0:
         return error(f"no image has {what} of both {args.truth!r} and {args.prediction!r}", code=1)
     print(format_scores(ds))

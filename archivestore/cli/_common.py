@@ -67,11 +67,18 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
                         help="fsspec storage option for the store URL (repeatable), e.g. anon=true")
 
 
-def open_store(args: argparse.Namespace, mode: str = "r", url: str | None = None) -> Store:
-    """Open ``args.store`` (or ``url``) with the command's ``--storage-option`` pairs."""
+def open_store(args: argparse.Namespace, mode: str = "r", *, create: bool = False) -> Store:
+    """Open ``args.store`` with the command's ``--storage-option`` pairs.
+
+    ``mode="a"`` writes into the store; only with ``create`` does a missing store get created
+    (ingest), otherwise it is an error as with ``mode="r"`` (overlap, ``verify --repair``).
+    """
     from archivestore import open_store as _open
 
-    return _open(url if url is not None else args.store, mode=mode, storage_options=dict(args.storage_option))
+    options = dict(args.storage_option)
+    if mode == "a" and not create:
+        _open(args.store, mode="r", storage_options=options)  # StoreNotFoundError if there is none
+    return _open(args.store, mode=mode, storage_options=options)
 
 
 def add_scheduler_option(parser: argparse.ArgumentParser,

@@ -37,7 +37,7 @@ def run_demo(store_url: str | Path = "archivestore-demo.zarr", workdir: str | Pa
     Returns the exit code: 1 if any sample item failed to ingest, else 0.
     """
     from archivestore import open_store
-    from archivestore.demo import STUDY
+    from archivestore.testing.sample import STUDY
 
     failed = _ingest_sample(store_url, workdir, progress, out)
     store = open_store(store_url, mode="a")
@@ -58,7 +58,7 @@ def _ingest_sample(store_url: str | Path, workdir: str | Path | None, progress: 
     import tempfile
 
     from archivestore import ingest, open_store
-    from archivestore.demo import RATERS, SIZES, STUDY, write_sample_archive
+    from archivestore.testing.sample import RATERS, SIZES, STUDY, write_sample_archive
     from archivestore.sources import ChallengeSource
 
     with tempfile.TemporaryDirectory() as tmp:

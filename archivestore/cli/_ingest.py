@@ -87,7 +87,7 @@ def _add_isic(sources: Any) -> None:
 def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
     from archivestore import ingest
 
-    store = open_store(args, mode="a")
+    store = open_store(args, mode="a", create=True)
     report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
     return print_report(f"{report.summary()}{extra}", report.ok, (("FAILED", bad) for bad in report.failed))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -251,6 +252,8 @@ class IsicStudySource:
             user = ann.get("user") or {}
             rater = user.get("name") or user.get("_id") or ann.get("userId")
             image_id = (ann.get("image") or {}).get("_id") or ann.get("imageId")
+            if not rater or not image_id:  # cannot be placed in the study
+                continue
             previous = by_image.setdefault(image_id, {}).get(rater)
             if previous is None or str(ann.get("stopTime", "")) > str(previous.get("stopTime", "")):
                 by_image[image_id][rater] = ann
@@ -291,9 +294,9 @@ class IsicStudySource:
             yield Item(
                 id=item_id,
                 metadata=record,
-                image=_loader(lambda i=image_id, n=item_id: api.image_bytes(i, item=n), item_id),
-                superpixels=_loader(lambda i=image_id, n=item_id: api.superpixels_bytes(i, item=n), item_id) if self.superpixels else None,
-                mask=_loader(lambda s=seg["_id"], n=item_id: api.mask_bytes(s, item=n), item_id) if seg else None,
+                image=_loader(partial(api.image_bytes, image_id, item=item_id), item_id),
+                superpixels=_loader(partial(api.superpixels_bytes, image_id, item=item_id), item_id) if self.superpixels else None,
+                mask=_loader(partial(api.mask_bytes, seg["_id"], item=item_id), item_id) if seg else None,
                 annotations=annotations,
                 where=api.client.url(f"image/{image_id}"),
                 origin={"source": "isic_v1", "api": api.base_url, "image_id": image_id,

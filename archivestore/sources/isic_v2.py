@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._base import BadItem, Item, validate_id
@@ -164,7 +164,7 @@ class IsicV2:
         body = response.content
         size = ((record.get("files") or {}).get(kind) or {}).get("size")
         if isinstance(size, int) and size != len(body):
-            raise APIError(url, f"file has {len(body)} bytes, the record says {size}", item=isic_id)
+            raise APIError(str(url), f"file has {len(body)} bytes, the record says {size}", item=isic_id)
         return body
 
 
@@ -222,7 +222,7 @@ class IsicSearchSource:
                                             "file": self.file})
 
 
-def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str):
+def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str) -> Callable[[], bytes]:
     def load() -> bytes:
         try:
             return api.file_bytes(record, kind)

@@ -1,0 +1,103 @@
+"""NBIA REST API v4 conventions: the parameters each query takes, their spellings, and typed answers.
+
+NBIA sends every value as a string. :func:`typed` makes the fields of
+:data:`NUMERIC_FIELDS` numbers (``"133"`` → ``133``, ``"1.5"`` → ``1.5``, ``""`` → ``None``)
+and keeps every other field as sent (UIDs, dates, codes, a ``PatientID`` of ``"0001"``).
+``getPatient`` spells ``PatientId``; answers are renamed to ``PatientID`` and queries take
+either, as well as Python-style aliases (``patient``, ``body_part``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from archivestore.errors import InvalidInputError
+
+__all__ = ["NUMERIC_FIELDS", "QUERY_PARAMETERS", "SERIES_FILTERS", "query_params", "typed"]
+
+NUMERIC_FIELDS = frozenset({
+    "ImageCount", "FileSize", "SeriesNumber", "SeriesCount", "TotalSizeInBytes", "ObjectCount",
+    "LongitudinalTemporalOffsetFromEvent",
+})
+"""Fields that are numbers (the API sends them as strings); every other field is kept as sent."""
+
+SERIES_FILTERS = ("Collection", "PatientID", "StudyInstanceUID", "Modality", "BodyPartExamined",
+                  "ManufacturerModelName", "Manufacturer", "SeriesInstanceUID")
+"""The filters of ``getSeries``."""
+
+QUERY_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "getCollectionValues": (),
+    "getModalityValues": ("Collection", "BodyPartExamined"),
+    "getBodyPartValues": ("Collection", "Modality"),
+    "getManufacturerValues": ("Collection", "Modality", "BodyPartExamined"),
+    "getPatient": ("Collection",),
+    "getPatientStudy": ("Collection", "PatientID", "StudyInstanceUID"),
+    "getSeries": SERIES_FILTERS,
+    "getSeriesSize": ("SeriesInstanceUID",),
+    "getSOPInstanceUIDs": ("SeriesInstanceUID",),
+}
+"""The query parameters each endpoint takes."""
+
+_ALIASES = {
+    "collection": "Collection", "patient": "PatientID", "PatientId": "PatientID", "study": "StudyInstanceUID",
+    "modality": "Modality", "body_part": "BodyPartExamined", "manufacturer": "Manufacturer",
+    "manufacturer_model": "ManufacturerModelName", "series": "SeriesInstanceUID",
+}
+"""Other spellings of query parameters: Python-style names, and getPatient's ``PatientId``."""
+
+_FIELD_NAMES = {"PatientId": "PatientID"}
+"""Field names of answers renamed to the spelling every other endpoint uses."""
+
+
+def _number(value: Any) -> Any:
+    """A string holding a number as that number (``int`` when integral); ``""`` as ``None``; else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        return value
+    return int(number) if number.is_integer() else number
+
+
+def typed(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record with normalised field names and its numeric fields as numbers."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = _FIELD_NAMES.get(key, key)
+        out[name] = _number(value) if name in NUMERIC_FIELDS else value
+    return out
+
+
+
+
+def query_params(endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` in NBIA's spelling, ``None`` values left out.
+
+    Raises
+    ------
+    InvalidInputError
+        A parameter that a known ``endpoint`` does not take (unknown endpoints take anything).
+    """
+    allowed = QUERY_PARAMETERS.get(endpoint)
+    query: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        name = _ALIASES.get(key, key)
+        if allowed is not None and name not in allowed:
+            takes = ", ".join(allowed) or "no parameters"
+            raise InvalidInputError(f"{endpoint} takes no filter {key!r} (it takes {takes})")
+        query[name] = value
+    return query

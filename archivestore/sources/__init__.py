@@ -4,16 +4,18 @@
 - :class:`IsicStudySource` over :class:`IsicV1`: a study of the Girder API v1.
 - :class:`IsicSearchSource` over :class:`IsicV2`: a search of today's API v2.
 - :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`).
+- :class:`TciaSource` over :class:`Tcia`: The Cancer Imaging Archive's series (NBIA REST API v4).
 """
 
 from typing import Any
 
-from archivestore.sources import challenge, idc, isic_v1, isic_v2
+from archivestore.sources import challenge, idc, isic_v1, isic_v2, tcia
 from archivestore.sources._base import Annotation, BadItem, Item, SeriesItem, Source, validate_id
 from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
+from archivestore.sources.tcia import Tcia, TciaSource
 
 __all__ = [
     "Annotation",
@@ -28,6 +30,8 @@ __all__ = [
     "Item",
     "SeriesItem",
     "Source",
+    "Tcia",
+    "TciaSource",
     "item_from_origin",
     "validate_id",
 ]
@@ -37,6 +41,7 @@ _ORIGINS = {
     "idc": idc.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,
     "isic_v2": isic_v2.item_from_origin,
+    "tcia": tcia.item_from_origin,
 }
 
 

@@ -253,7 +253,7 @@ class Client:
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
             status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "HEAD"}),
+            allowed_methods=frozenset({"GET", "HEAD", "POST"}),  # POST: only read-only queries (:meth:`post`)
             respect_retry_after_header=True,
             raise_on_status=False,
             redirect=5,
@@ -278,11 +278,18 @@ class Client:
         """Absolute URL of ``path`` (absolute URLs pass through)."""
         return urljoin(self.base_url, path)
 
-    def _log(self, url: str, params: Mapping[str, Any] | None) -> None:
+    def _log(self, url: str, params: Mapping[str, Any] | None, method: str = "GET") -> None:
         level = logging.INFO if self.debug else logging.DEBUG
         if log.isEnabledFor(level):
             shown = "" if not params else " " + redact(json.dumps(_redact_params(params), default=str))
-            log.log(level, "GET %s%s", redact(url), shown)
+            log.log(level, "%s %s%s", method, redact(url), shown)
+
+    def post(self, path: str, data: Mapping[str, Any], *, item: str | None = None) -> requests.Response:
+        """POST a form to a read-only query endpoint (e.g. NBIA's ``getSeriesMetadata``), retried like a GET.
+
+        Only for endpoints that change nothing, since a failed request is sent again.
+        """
+        return self.get(path, item=item, form=data)
 
     def get(
         self,
@@ -292,6 +299,7 @@ class Client:
         item: str | None = None,
         auth: tuple[str, str] | None = None,
         ok: Iterable[int] = (),
+        form: Mapping[str, Any] | None = None,
     ) -> requests.Response:
         """GET with retries; the body is fully read and its length verified.
 
@@ -307,6 +315,8 @@ class Client:
             HTTP Basic credentials for this request only.
         ok
             Error statuses to return instead of raising (e.g. ``(403,)``).
+        form
+            Form fields: the request becomes a POST (see :meth:`post`).
 
         Raises
         ------
@@ -314,11 +324,12 @@ class Client:
             An error answer (after retries for 429/5xx), or retries exhausted.
         """
         url = self.url(path)
-        self._log(url, params)
+        method = "GET" if form is None else "POST"
+        self._log(url, params if form is None else form, method)
         retry = self.retry.new()
         while True:
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout, auth=auth)
+                response = self.session.request(method, url, params=params, data=form, timeout=self.timeout, auth=auth)
                 body = response.content  # read fully: urllib3 enforces Content-Length
                 self._check_length(response, body)
             except requests.exceptions.ConnectionError as exc:
@@ -341,7 +352,7 @@ class Client:
             if status in RETRY_STATUSES:
                 hint = "gave up after retries"
             reason = f"HTTP {status} {response.reason or ''}".strip() + (f": {hint}" if hint else "")
-            raise APIError(url, reason, status=status, item=item)
+            raise APIError(url, reason, status=status, item=item, method=method)
         return response
 
     @staticmethod

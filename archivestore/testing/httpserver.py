@@ -24,7 +24,8 @@ __all__ = ["Answer", "FakeServer", "Request", "error_answer", "json_answer"]
 
 
 class Request:
-    """A parsed GET request: decoded ``path`` and ``parts``, the ``raw_path``, ``query`` (last value wins), ``headers``."""
+    """A parsed request: decoded ``path`` and ``parts``, the ``raw_path``, ``query`` (last value wins), ``headers``,
+    the ``method``, and the fields of a POSTed form in ``form`` (last value wins)."""
 
     def __init__(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
@@ -33,6 +34,11 @@ class Request:
         self.parts = [unquote(p) for p in parts.path.split("/") if p]
         self.query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.headers = handler.headers
+        self.method = handler.command
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length).decode("utf-8", "replace") if length else ""
+        is_form = "application/x-www-form-urlencoded" in (handler.headers.get("Content-Type") or "")
+        self.form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()} if is_form else {}
 
 
 class Answer:
@@ -140,6 +146,9 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._refuse(int(fault))
             else:
                 self._answer(request, truncate=fault == "truncate")
+
+        def do_POST(self) -> None:  # noqa: N802 - answered like a GET: route() looks at request.method
+            self.do_GET()
 
         def _reset(self) -> None:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from archivestore._ingest._item import ItemResult, process_item
 from archivestore._ingest._runner import runner
-from archivestore.errors import BadItem
+from archivestore.errors import BadItem, InvalidInputError
 from archivestore.layout import GROUND_TRUTH
 from archivestore.sources import Item, validate_id
 from archivestore.store import Store, StudyRow
@@ -99,6 +99,11 @@ class _Admission:
             raise BadItem(item.id, item.where, "the same image id appears twice in this source")
         if item.rater != GROUND_TRUTH:
             validate_id(item.rater, f"rater of {item.where}")
+        for name in {item.id, item.rater, *(a.study for a in item.annotations)}:
+            try:
+                self.store.layout.node(name)  # a layout-1 store refuses what it cannot name
+            except InvalidInputError as exc:
+                raise BadItem(item.id, item.where, str(exc)) from None
         self.seen.add(item.id)
         if not item.annotations:
             return item

@@ -10,7 +10,6 @@ legend maps each count to its colour.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import dask
 import numpy as np
 import xarray as xr
 from PIL import Image, ImageDraw, ImageFont
+
+from archivestore.layout import escape_name
 
 __all__ = [
     "agreement_counts",
@@ -315,15 +316,15 @@ def montage(
     return grid
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def heatmap_path(out_dir: str | Path, image_id: str, feature: str, *, definite: bool = False) -> Path:
     """File name of a heatmap PNG: ``<out_dir>/<image_id>_<feature>[_definite].png``.
 
-    Characters other than letters, digits, ``_ . -`` in the feature become ``_``.
+    The image id and the feature are escaped as store names are
+    (:func:`archivestore.layout.escape_name`): no name becomes a path.
     """
-    name = f"{image_id}_{_UNSAFE.sub('_', feature).strip('_')}"
+    name = f"{escape_name(image_id)}_{escape_name(feature)}"
     return Path(out_dir) / f"{name}{'_definite' if definite else ''}.png"
 
 

@@ -124,7 +124,6 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
     from archivestore._ingest import ingest
     from archivestore.sources import item_from_origin
 
-    records = store.metadata_records()
     unlisted = {p.image_id: store.image_record(p.image_id) for p in report.problems if p.kind == "unlisted"}
     items = []
     for problem in report.problems:
@@ -137,9 +136,8 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
                                              problem.detail + "; no origin recorded to fetch it again", problem.group))
             continue
         try:
-            record = records.get(problem.image_id) or (store.image_record(problem.image_id)
-                                                       if state else {})
-            item = item_from_origin(problem.image_id, origin, record)
+            # the group's attributes are the record (the table may be mid-repair itself)
+            item = item_from_origin(problem.image_id, origin, store.image_record(problem.image_id))
         except (FileNotFoundError, KeyError, ValueError) as exc:
             report.unrepaired.append(Problem(problem.image_id, problem.kind, f"{problem.detail}; {exc}", problem.group))
             continue

@@ -1,0 +1,38 @@
+"""DICOM decoding: image series -> 3-D volumes, DICOM SEG -> label volumes (files in, arrays out).
+
+Pure functions over the files of one series (``(name, bytes)`` pairs as sources hand them over,
+pydicom datasets or paths); nothing here fetches or writes. pydicom decodes the files (with
+the pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000 and RLE), highdicom supplies the slice
+normal and reads SEGs. Needs the ``dicom`` extra (``pip install 'archivestore[dicom]'``).
+
+- :func:`read_series` -> list of :class:`Volume` (one, or one per part of a series that holds
+  several stacks); the invariants are in :mod:`archivestore.dicom._volume`.
+- :func:`is_segmentation`, :func:`segmentation_source` (header only: which series a SEG
+  segments) and :func:`read_segmentation` -> :class:`Labels` on the source volume's grid.
+
+Every problem with the input is an :class:`archivestore.errors.InvalidInputError` whose message
+names the file (or the series) and the reason; uneven slice spacing is a
+:class:`UnevenSpacingWarning`.
+"""
+
+from archivestore.dicom._files import DicomInput
+from archivestore.dicom._seg import (
+    Labels,
+    SegmentationSource,
+    is_segmentation,
+    read_segmentation,
+    segmentation_source,
+)
+from archivestore.dicom._volume import UnevenSpacingWarning, Volume, read_series
+
+__all__ = [
+    "DicomInput",
+    "Labels",
+    "SegmentationSource",
+    "UnevenSpacingWarning",
+    "Volume",
+    "is_segmentation",
+    "read_segmentation",
+    "read_series",
+    "segmentation_source",
+]

@@ -88,7 +88,8 @@ def query_params(endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:
     Raises
     ------
     InvalidInputError
-        A parameter that a known ``endpoint`` does not take (unknown endpoints take anything).
+        A parameter that a known ``endpoint`` does not take (unknown endpoints take anything),
+        or one given twice (``patient=`` and ``PatientId=``) with different values.
     """
     allowed = QUERY_PARAMETERS.get(endpoint)
     query: dict[str, Any] = {}
@@ -99,5 +100,7 @@ def query_params(endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if allowed is not None and name not in allowed:
             takes = ", ".join(allowed) or "no parameters"
             raise InvalidInputError(f"{endpoint} takes no filter {key!r} (it takes {takes})")
+        if query.get(name, value) != value:
+            raise InvalidInputError(f"{name} given twice, as {query[name]!r} and {value!r}")
         query[name] = value
     return query

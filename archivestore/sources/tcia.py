@@ -180,7 +180,8 @@ class Tcia:
 
         ``nbia`` takes the filters in NBIA's spelling (``PatientID`` or ``PatientId``, ...).
         """
-        return self.query("getPatientStudy", Collection=collection, PatientID=patient, StudyInstanceUID=study, **nbia)
+        filters = {"collection": collection, "patient": patient, "study": study, **nbia}
+        return _frame(self.records("getPatientStudy", filters))
 
     def series(self, collection: str | None = None, *, patient: str | None = None, study: str | None = None,
                modality: str | None = None, body_part: str | None = None, manufacturer: str | None = None,

@@ -9,22 +9,27 @@ column's distinct values by Jaro-Winkler similarity, difflib ranks the few left.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import difflib
 import importlib
+import math
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from archivestore.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EXTRA_HINT", "REQUIRED_COLUMNS", "IdcIndex", "as_list", "collection_id", "packaged_index_path",
-           "require_extra"]
+__all__ = ["EXTRA_HINT", "REQUIRED_COLUMNS", "IdcIndex", "as_list", "collection_id", "json_value",
+           "packaged_index_path", "require_extra"]
+
+T = TypeVar("T")
 
 EXTRA_HINT = "pip install 'archivestore[idc]'"
 REQUIRED_COLUMNS = ("collection_id", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
@@ -65,6 +70,25 @@ def as_list(value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def json_value(value: Any) -> Any:
+    """A value of a DuckDB row as JSON: NaN -> None, dates as ISO text, decimals and numpy scalars as numbers."""
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime.date | datetime.datetime | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy/pandas scalars
+        return json_value(value.item())
+    return value
 
 
 class IdcIndex:
@@ -118,17 +142,22 @@ class IdcIndex:
             self._con = con
         return self._con
 
-    def _run(self, query: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Column names and rows (Python values) of a query; bad SQL -> InvalidInputError."""
+    def _fetch(self, query: str, params: Sequence[Any], take: Callable[[Any], T]) -> T:
+        """``take(result)`` of a query on the shared connection; bad SQL -> InvalidInputError (DuckDB's message)."""
         duckdb = require_extra("duckdb")
         with self._lock:
-            con = self._connection()
             try:
-                relation = con.execute(query, list(params))
-                columns = [d[0] for d in relation.description or ()]
-                return columns, relation.fetchall() if columns else []
+                return take(self._connection().execute(query, list(params)))
             except duckdb.Error as exc:
                 raise InvalidInputError(str(exc)) from None
+
+    def _run(self, query: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows (Python values) of a small query."""
+        def take(result: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+            columns = [d[0] for d in result.description or ()]
+            return columns, result.fetchall() if columns else []
+
+        return self._fetch(query, params, take)
 
     @property
     def columns(self) -> list[str]:
@@ -145,8 +174,30 @@ class IdcIndex:
         """
         import pandas as pd
 
-        columns, rows = self._run(query, params)
-        return pd.DataFrame.from_records(rows, columns=columns)
+        return self._fetch(query, params, lambda result: result.df() if result.description else pd.DataFrame())
+
+    def records(self, query: str, params: Sequence[Any] = (), *, batch: int = 1024) -> Iterator[dict[str, Any]]:
+        """Rows of a query as JSON-compatible dicts, streamed from DuckDB ``batch`` rows at a time.
+
+        Runs on a connection of its own, so other queries may run while the rows are read.
+        """
+        duckdb = require_extra("duckdb")
+        with self._lock:
+            cursor = self._connection().cursor()
+        try:
+            result = cursor.execute(query, list(params))
+            columns = [d[0] for d in result.description or ()]
+            while rows := result.fetchmany(batch):
+                for row in rows:
+                    yield {c: json_value(v) for c, v in zip(columns, row, strict=True)}
+        except duckdb.Error as exc:
+            raise InvalidInputError(str(exc)) from None
+        finally:
+            cursor.close()
+
+    def count(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Number of rows a query returns."""
+        return int(self._run(f"SELECT count(*) FROM ({query}\n)", params)[1][0][0])
 
     def collections(self) -> list[str]:
         """The index's ``collection_id`` values, sorted."""
@@ -179,19 +230,21 @@ class IdcIndex:
         Raises
         ------
         NotFoundError
-            An id that is not in the index (within the filters before it), on one line with the
-            closest valid ids.
+            An id that is not in the index (within the filters before it), or a modality no series
+            has, on one line with the closest valid values.
         InvalidInputError
             Bad ``sql``.
         """
-        import pandas as pd
+        return self.sql(*self.selection(collection, patient, study, series, modality, sql=sql))
 
-        columns, rows = self._select(collection, patient, study, series, modality, sql)
-        return pd.DataFrame.from_records(rows, columns=columns)
+    def selection(self, collection: str | Iterable[str] | None = None, patient: str | Iterable[str] | None = None,
+                  study: str | Iterable[str] | None = None, series: str | Iterable[str] | None = None,
+                  modality: str | Iterable[str] | None = None, *, sql: str | None = None) -> tuple[str, list[Any]]:
+        """The query and parameters selecting the index rows :meth:`series` returns, its filters checked.
 
-    def _select(self, collection: Any, patient: Any, study: Any, series: Any, modality: Any,
-                sql: str | None) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Columns and rows of the series matching the filters, each filter's ids checked within the earlier ones."""
+        Each filter's ids are checked within the filters before it (collection, patient, study,
+        series); the rows come sorted by collection, patient, study and series.
+        """
         clauses: list[str] = []
         params: list[Any] = []
         scope: list[str] = []
@@ -218,8 +271,8 @@ class IdcIndex:
                                         f"it returns {', '.join(columns)}")
             clauses.append(f'"SeriesInstanceUID" IN (SELECT "SeriesInstanceUID" FROM ({query}\n))')
         where = " AND ".join(clauses) or "TRUE"
-        return self._run(f"SELECT * FROM index WHERE {where} ORDER BY collection_id, PatientID, "
-                         "StudyInstanceUID, SeriesInstanceUID", params)
+        return (f"SELECT * FROM index WHERE {where} "
+                "ORDER BY collection_id, PatientID, StudyInstanceUID, SeriesInstanceUID", params)
 
     def _check(self, what: str, column: str, values: list[str], where: str, params: list[Any],
                scope: list[str], *, raw: list[str]) -> None:

@@ -18,9 +18,6 @@ Invariants:
 - ``duckdb``, ``idc-index-data`` and ``s3fs`` (the ``idc`` extra) are imported only when used.
 """
 
-import datetime
-import decimal
-import math
 import os
 import posixpath
 import re
@@ -61,23 +58,6 @@ DEFAULT_SOURCE_OPTIONS: dict[str, Any] = {"anon": True}
 """fsspec/s3fs options for IDC's buckets: anonymous reads (they are public)."""
 
 _SECRET_OPTION = re.compile(r"(?i)key|secret|token|password|passwd|credential|session|auth|profile")
-
-
-def _json_value(value: Any) -> Any:
-    """A value of a DuckDB row as JSON: NaN -> None, dates as ISO text, decimals and numpy scalars as numbers."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, datetime.date | datetime.datetime | datetime.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy/pandas scalars
-        return _json_value(value.item())
-    return value
 
 
 def _public_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,10 +158,12 @@ class IdcSource:
 
     Notes
     -----
-    The selection is made (and checked: a wrong id is a one-line :class:`NotFoundError`) when the
-    source is created; nothing is read from a bucket until an item's ``files`` runs. Item id =
-    SeriesInstanceUID, metadata = the index row, origin = bucket URL, instance count and the
-    non-secret ``source_options`` (enough to fetch again without the index).
+    The selection is checked (a wrong id is a one-line :class:`NotFoundError`) and counted when the
+    source is created; its rows are streamed from the index as the source is iterated (a source of
+    a whole collection holds a query, not the rows, and pickles small), and nothing is read from a
+    bucket until an item's ``files`` runs. Item id = SeriesInstanceUID, metadata = the index row
+    (JSON values), origin = bucket URL, instance count and the non-secret ``source_options`` (enough
+    to fetch again without the index).
     """
 
     def __init__(
@@ -206,16 +188,16 @@ class IdcSource:
         self.source_options = {**DEFAULT_SOURCE_OPTIONS, **dict(source_options or {})}
         self.concurrency = max(1, int(concurrency))
         self.progress = progress
-        columns, rows = self.index._select(collection, patient, study, series, modality, sql)
-        self.rows: list[dict[str, Any]] = [{c: _json_value(v) for c, v in zip(columns, r, strict=True)} for r in rows]
+        self.query, self.params = self.index.selection(collection, patient, study, series, modality, sql=sql)
+        self._count = self.index.count(self.query, self.params)
         self.problems: list[BadItem] = []
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._count
 
     def __iter__(self) -> Iterator[SeriesItem]:
         origin_options = _public_options(self.source_options)
-        for row in self.rows:
+        for row in self.index.records(self.query, self.params):
             uid = str(row.get("SeriesInstanceUID"))
             try:
                 validate_id(uid, "IDC index")

@@ -10,7 +10,7 @@ so it suits neither "which prefixes were listed" nor timing runs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Self
 
 from zarr.abc.store import ByteRequest, Store
@@ -131,7 +131,7 @@ class CountingStore(WrapperStore[Store]):
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
-    ) -> AsyncIterator[tuple[str, Buffer | None]]:
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         for key, prototype, byte_range in requests:  # one counted get each
             yield key, await self.get(key, prototype, byte_range)
 

@@ -24,6 +24,8 @@ from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem
 from archivestore.sources._http import APIError
 from archivestore.sources.isic_v1 import SKILL_RANK, IsicStudySource, IsicV1, best_segmentation
+from archivestore.testing.httpserver import error_answer
+from archivestore.testing.sources import SourceTests
 
 pytestmark = pytest.mark.skipif(
     not (V1_FIXTURES / "images_v1.json.gz").exists(),
@@ -224,3 +226,42 @@ def test_cli_ingest_isic_study(fixtures, study, tmp_path, capsys):
         argv[2] = "Synthetic Studdy"
         assert main(argv) == 2
         assert "closest: 'Synthetic Study'" in capsys.readouterr().err
+
+
+class _OneBadDownload(V1Server):
+    """Answers 404 to the image download of one image."""
+
+    broken = "ISIC_0000002"
+
+    def route(self, request):
+        record = self.by_name[self.broken]
+        if request.path == f"{self.prefix}image/{record['_id']}/download":
+            return error_answer(404, "gone")
+        return super().route(request)
+
+
+class TestIsicStudySource(SourceTests):
+    @pytest.fixture
+    def server(self, fixtures, study):
+        with V1Server(*fixtures, studies=[study]) as server:
+            yield server
+
+    @pytest.fixture
+    def source(self, server):
+        return IsicStudySource(_api(server), "Synthetic Study", names=NAMES[1:4])
+
+    @pytest.fixture
+    def bad_source(self, fixtures, study):
+        with _OneBadDownload(*fixtures, studies=[study]) as server:
+            yield IsicStudySource(_api(server), "Synthetic Study", names=NAMES[1:4])
+
+    @pytest.fixture
+    def bad_item_id(self):
+        return _OneBadDownload.broken
+
+    @pytest.fixture
+    def byte_reads(self, server):
+        def fetched(path):
+            return path.endswith(("/download", "/superpixels", "/mask")) or path.startswith("/api/v1/annotation/")
+
+        return lambda: sum(fetched(path) for path, _, _ in server.log)

@@ -15,6 +15,8 @@ from archivestore.cli import main
 from archivestore.imaging import decode_image
 from archivestore.sources._base import BadItem
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2, strip_signed_urls, validate_query
+from archivestore.testing.httpserver import Answer
+from archivestore.testing.sources import SourceTests
 
 
 def _api(server, **kw):
@@ -207,3 +209,38 @@ def test_verify_repairs_a_damaged_image_from_the_api(tmp_path):
         expected = np.asarray(Image.open(io.BytesIO(server._file(records[1], "full"))).convert("RGB"))
         np.testing.assert_array_equal(store.image(image_id)["image"].values, expected)
         assert verify(store, progress=False).ok
+
+
+class _OneBadFile(V2Server):
+    """Serves a truncated-looking full image for one id (its length differs from the record's)."""
+
+    broken = "ISIC_9000002"
+
+    def route(self, request):
+        if request.path == f"/files/{self.broken}/full.png":
+            return Answer(body=b"not a PNG", content_type="image/png")
+        return super().route(request)
+
+
+class TestIsicSearchSource(SourceTests):
+    @pytest.fixture
+    def server(self):
+        with V2Server(synthetic_v2_records(4)) as server:
+            yield server
+
+    @pytest.fixture
+    def source(self, server):
+        return IsicSearchSource(_api(server))
+
+    @pytest.fixture
+    def bad_source(self):
+        with _OneBadFile(synthetic_v2_records(4)) as server:
+            yield IsicSearchSource(_api(server))
+
+    @pytest.fixture
+    def bad_item_id(self):
+        return _OneBadFile.broken
+
+    @pytest.fixture
+    def byte_reads(self, server):
+        return lambda: sum(path.startswith("/files/") for path, _, _ in server.log)

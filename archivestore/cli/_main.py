@@ -10,6 +10,7 @@ from archivestore.cli._demo import add_demo_command
 from archivestore.cli._ingest import add_ingest_commands
 from archivestore.cli._store import add_store_commands
 from archivestore.cli._tables import add_table_commands
+from archivestore.cli._tcia import add_tcia_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -26,16 +27,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_ingest_commands(sub)
     add_store_commands(sub)
-    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands):
+    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_tcia_commands):
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``archivestore`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+    """Run the ``archivestore`` command.
 
-    Argument errors exit 2 from argparse; a command's own errors give 2 with one line on
-    stderr, failed items 1 (see :mod:`archivestore.cli._common`).
+    Parameters
+    ----------
+    argv
+        The arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0 done; 1 some items failed (listed on stderr) or nothing to do;
+        2 an error (one ``archivestore: error: ...`` line on stderr, see
+        :mod:`archivestore.cli._common`). Argument errors, ``--help`` and ``--version``
+        exit through argparse's ``SystemExit`` (2, 0, 0).
     """
     args = build_parser().parse_args(argv)
     code: int = args.func(args)

@@ -34,7 +34,21 @@ def run_demo(store_url: str | Path = "archivestore-demo.zarr", workdir: str | Pa
              progress: bool = True, out: Out = print) -> int:
     """Write the sample archive, ingest it into ``store_url``, analyse it, and print what is there.
 
-    Returns the exit code: 1 if any sample item failed to ingest, else 0.
+    Parameters
+    ----------
+    store_url
+        The store to fill (a path or fsspec URL; created if missing).
+    workdir
+        Where to write the sample archive's files (default: a temporary directory, removed after).
+    progress
+        Show ingest progress bars.
+    out
+        Called with each line of the description (default :func:`print`).
+
+    Returns
+    -------
+    int
+        The exit code: 1 if any sample item failed to ingest, else 0.
     """
     from archivestore import open_store
     from archivestore.testing.sample import STUDY

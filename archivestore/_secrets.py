@@ -16,7 +16,10 @@ _SECRET_KEYS = (
     "girder-token|girderToken|password|passwd|auth|authorization"
 )
 _SECRET_PARAM_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_-])({_SECRET_KEYS})=([^&\s'\"<>]*)")
-_SECRET_HEADER_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*['\"]|(?:girder-token|authorization):\s*)(bearer\s+|basic\s+)?[^\s'\",}}]+")
+_SECRET_HEADER_RE = re.compile(
+    rf"(?i)(['\"](?:{_SECRET_KEYS})['\"]\s*:\s*['\"]|(?:girder-token|authorization):\s*)"
+    rf"(bearer\s+|basic\s+)?[^\s'\",}}]+"
+)
 SECRET_KEY_RE = re.compile(rf"(?i){_SECRET_KEYS}")
 _USERINFO_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@")
 

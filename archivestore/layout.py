@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from archivestore.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from zarr.abc.codec import BytesBytesCodec
 
 __all__ = [
     "GROUND_TRUTH",
@@ -65,7 +69,7 @@ ZSTD_LEVEL = 3
 _UNRESERVED = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-def compressors() -> tuple[object, ...]:
+def compressors() -> tuple[BytesBytesCodec, ...]:
     """The codecs every array is compressed with (lossless Zstd, level 3)."""
     from zarr.codecs import ZstdCodec
 

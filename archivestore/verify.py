@@ -58,10 +58,9 @@ def _check_group(store: Store, image_id: str, path: str) -> Problem | None:
         return Problem(image_id, "missing", f"{path} is not in the store", path)
     if not state.get("complete"):
         return Problem(image_id, "incomplete", f"{path} was not written to the end", path)
-    group = store.root[path]
     for name, want in sorted(state.get("checksums", {}).items()):
         try:
-            data = group[name][...]
+            data = store.read_array(path, name)
         except (KeyError, FileNotFoundError) as exc:
             return Problem(image_id, "damaged", f"{path}/{name} cannot be read: {exc}", path)
         except Exception as exc:  # a corrupt chunk fails to decode

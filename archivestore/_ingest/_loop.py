@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +180,7 @@ def ingest(
     report = IngestReport()
     pending = _Pending(store, batch_size, table_batch, table_seconds)
     admit = _Admission(store)
-    total = len(source) if hasattr(source, "__len__") else None
+    total = len(source) if isinstance(source, Sized) else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
     run = runner(workers, client)
     futures: dict[Any, Item] = {}

@@ -313,7 +313,7 @@ def superpixel_stats(store, images=None, *, images_per_task: int = 16):
     import xarray as xr
 
     if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__"):
-        from archivestore import open_store
+        from archivestore.store import open_store
 
         store = open_store(store, mode="r")
     if images is None:

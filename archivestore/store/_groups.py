@@ -19,7 +19,15 @@ from zarr.core.sync import sync
 
 from archivestore.layout import STATE_KEY, compressors, tile_chunks
 
-__all__ = ["GroupWriter", "checksum", "read_state"]
+__all__ = ["GroupWriter", "array", "checksum", "read_state"]
+
+
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (``KeyError`` if absent, ``TypeError`` if it is a group)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{group.path}/{name} is a group, not an array")
+    return node
 
 
 def checksum(data: np.ndarray) -> str:

@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
@@ -37,7 +38,7 @@ HOST = socket.gethostname()
 
 @dataclass
 class Lease:
-    zstore: object
+    zstore: Any
     key: str
     token: str
 
@@ -50,7 +51,7 @@ class Lease:
     def __enter__(self) -> Lease:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -59,7 +60,7 @@ def _doc(token: str, lease_seconds: float) -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}).encode()
 
 
-def _read(zstore, key: str) -> dict | None:
+def _read(zstore: Any, key: str) -> dict[str, Any] | None:
     buf = sync(zstore.get(key, prototype=default_buffer_prototype()))
     if buf is None:
         return None
@@ -69,7 +70,7 @@ def _read(zstore, key: str) -> dict | None:
         return {}
 
 
-def _create_exclusive(zstore, key: str, data: bytes) -> bool:
+def _create_exclusive(zstore: Any, key: str, data: bytes) -> bool:
     """Write ``key`` only if it does not exist; True if this call created it."""
     if isinstance(zstore, zarr.storage.LocalStore):
         path = os.path.join(str(zstore.root), key)
@@ -93,7 +94,7 @@ def _create_exclusive(zstore, key: str, data: bytes) -> bool:
     return _read(zstore, key) == json.loads(data)
 
 
-def _stale(attrs: dict) -> bool:
+def _stale(attrs: dict[str, Any]) -> bool:
     if not attrs or attrs.get("expires", 0) < time.time():
         return True
     if attrs.get("host") == HOST and attrs.get("pid") != os.getpid():
@@ -106,7 +107,7 @@ def _stale(attrs: dict) -> bool:
     return False
 
 
-def acquire(zstore, name: str, *, lease_seconds: float = LEASE_SECONDS, wait_seconds: float = 600.0,
+def acquire(zstore: Any, name: str, *, lease_seconds: float = LEASE_SECONDS, wait_seconds: float = 600.0,
             poll: float = 0.05) -> Lease:
     """Take the lease ``name``, waiting (bounded) while another live writer holds it.
 

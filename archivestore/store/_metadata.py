@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 import zarr
 
 from archivestore.layout import ROW_CHUNK, compressors
+from archivestore.store._groups import array
 
 __all__ = ["append_rows", "flatten", "read_frame", "read_records", "variable_name"]
 
@@ -156,7 +158,7 @@ def table_ids(group: zarr.Group) -> list[str]:
     """Image ids of the rows of a metadata group (empty if it has no table yet)."""
     if "image" not in group:
         return []
-    return [str(v) for v in group["image"][:]]
+    return [str(v) for v in np.asarray(array(group, "image")[:])]
 
 
 class TableIndex:
@@ -172,11 +174,11 @@ class TableIndex:
         self.n = 0
 
     def refresh(self, group: zarr.Group) -> TableIndex:
-        n = group["image"].shape[0] if "image" in group else 0
+        n = array(group, "image").shape[0] if "image" in group else 0
         if n < self.n:
             self.ids, self.n = set(), 0
         if n > self.n:
-            self.ids.update(str(v) for v in group["image"][self.n:n])
+            self.ids.update(str(v) for v in np.asarray(array(group, "image")[self.n:n]))
             self.n = n
         return self
 
@@ -198,17 +200,17 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     records = {k: v for k, v in records.items() if k not in index}
     if not records:
         return 0
-    n_old = group["image"].shape[0]
+    n_old = array(group, "image").shape[0]
     ids = list(records)
     n_new = n_old + len(ids)
     flat = [flatten(records[i]) for i in ids]
 
-    fields = [str(v) for v in group["field"][:]]
+    fields = [str(v) for v in np.asarray(array(group, "field")[:])]
     columns: dict[str, zarr.Array] = {}
     field_paths: dict[str, Path] = {}
     for name in fields:
-        columns[name] = group[name]
-        field_paths[name] = tuple(columns[name].attrs["path"])
+        columns[name] = array(group, name)
+        field_paths[name] = _path_of(columns[name])
     by_path = {p: n for n, p in field_paths.items()}
 
     # which columns the new rows touch, and the type each needs
@@ -219,8 +221,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
 
     new_fields: list[str] = []
     for path, kind in needed.items():
-        name = by_path.get(path)
-        if name is None:
+        existing = by_path.get(path)
+        if existing is None:
             name = variable_name(path)
             while name in columns or name in ("image", "field", "field_state"):
                 name += "%"  # unreachable for escaped names; kept as a guard
@@ -229,7 +231,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
             by_path[path] = name
             new_fields.append(name)
             continue
-        old_kind = columns[name].attrs["value_type"]
+        name = existing
+        old_kind = _kind_of(columns[name])
         wide = _merge(old_kind, kind)
         if wide != old_kind:
             columns[name] = _promote(group, name, columns[name], old_kind, wide, field_paths[name])
@@ -242,7 +245,7 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
             states[r, field_index[by_path[path]]] = NULL if value is None else PRESENT
 
     # grow every array, write the new rows, and the image coordinate last
-    state_arr = group["field_state"]
+    state_arr = array(group, "field_state")
     state_arr.resize((n_new, len(all_fields)))
     state_arr[n_old:n_new, :] = states
     for name in all_fields:
@@ -253,12 +256,12 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
             continue  # the fill value already says "missing" (see repair)
         path = field_paths[name]
         values = [row.get(path) for row in flat]
-        arr[n_old:n_new] = _encode(arr.attrs["value_type"], values, states[:, j])
+        arr[n_old:n_new] = _encode(_kind_of(arr), values, states[:, j])
     if new_fields:
-        field_arr = group["field"]
+        field_arr = array(group, "field")
         field_arr.resize((len(all_fields),))
         field_arr[len(fields):] = np.array(new_fields, dtype=str)
-    image_arr = group["image"]
+    image_arr = array(group, "image")
     image_arr.resize((n_new,))
     image_arr[n_old:n_new] = np.array(ids, dtype=str)
     index.ids.update(ids)
@@ -268,14 +271,14 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
 
 def _promote(group: zarr.Group, name: str, arr: zarr.Array, old: str, new: str, path: Path) -> zarr.Array:
     """Rewrite a column as a wider type, converting its stored values exactly."""
-    stored = arr[:]
+    stored = np.asarray(arr[:])
     if _numeric(new):  # int → float: same float64 storage, only the type changes
         arr.attrs["value_type"] = new
         return arr
     n = stored.shape[0]
-    fields = [str(v) for v in group["field"][:]]
+    fields = [str(v) for v in np.asarray(array(group, "field")[:])]
     j = fields.index(name)
-    st = group["field_state"][:n, j] if n else np.zeros(0, np.uint8)
+    st = np.asarray(array(group, "field_state")[:n, j]) if n else np.zeros(0, np.uint8)
     values = [_decode(old, v) if st[i] == PRESENT else None for i, v in enumerate(stored)]
     fresh = _create_column(group, name, new, path, n)
     if n:
@@ -283,25 +286,36 @@ def _promote(group: zarr.Group, name: str, arr: zarr.Array, old: str, new: str, 
     return fresh
 
 
-def _read_columns(ds) -> tuple[list[str], np.ndarray]:
+def _path_of(arr: zarr.Array) -> Path:
+    path = arr.attrs["path"]
+    assert isinstance(path, list)
+    return tuple(str(k) for k in path)
+
+
+def _kind_of(arr: zarr.Array) -> str:
+    return str(arr.attrs["value_type"])
+
+
+def _read_columns(ds: xr.Dataset) -> tuple[list[str], np.ndarray]:
     fields = [str(v) for v in ds["field"].values]
     return fields, np.asarray(ds["field_state"].values)
 
 
-def read_frame(ds) -> pd.DataFrame:
+def read_frame(ds: xr.Dataset) -> pd.DataFrame:
     """The table as a DataFrame: index image id, columns the original dotted key paths.
 
     Dtypes are pandas' nullable ones (``Int64``, ``Float64``, ``boolean``, ``string``)
     and missing values (absent or ``null``) are ``<NA>``.
     """
     fields, states = _read_columns(ds)
-    data = {}
+    data: dict[str, Any] = {}
     for j, name in enumerate(fields):
         var = ds[name]
         kind = var.attrs["value_type"]
         present = states[:, j] == PRESENT
         values = np.asarray(var.values)
         label = ".".join(var.attrs["path"])
+        col: Any
         if kind == "int":
             col = pd.array(np.where(present, values, 0).astype(np.int64), dtype="Int64")
         elif kind == "bool":
@@ -316,7 +330,7 @@ def read_frame(ds) -> pd.DataFrame:
     return pd.DataFrame(data, index=index)
 
 
-def read_records(ds) -> dict[str, dict[str, Any]]:
+def read_records(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     """The leaf values of every row, re-nested as the original records had them.
 
     Together with ``field_state`` this is exact: absent keys stay absent, ``null``
@@ -336,7 +350,7 @@ def read_records(ds) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _put(record: dict, path: Path, value: Any) -> None:
+def _put(record: dict[str, Any], path: Path, value: Any) -> None:
     if not path:
         return
     node = record
@@ -356,11 +370,12 @@ def repair(group: zarr.Group) -> None:
     """
     if "image" not in group:
         return
-    n = group["image"].shape[0]
-    fields = set(str(v) for v in group["field"][:])
+    n = array(group, "image").shape[0]
+    fields = set(str(v) for v in np.asarray(array(group, "field")[:]))
     for name, arr in list(group.arrays()):
         if name in ("image", "field"):
             continue
+        want: tuple[int, ...]
         if name == "field_state":
             want = (n, len(fields))
         elif name not in fields:
@@ -371,6 +386,6 @@ def repair(group: zarr.Group) -> None:
         if arr.shape != want:
             if arr.shape[0] > want[0]:
                 arr[want[0]:] = arr.fill_value
-            if arr.ndim == 2 and arr.shape[1] > want[1]:
-                arr[:, want[1]:] = arr.fill_value
+            if len(want) == 2 and arr.shape[1] > want[-1]:
+                arr[:, want[-1]:] = arr.fill_value
             arr.resize(want)

@@ -18,17 +18,19 @@ import pandas as pd
 import xarray as xr
 import zarr
 import zarr.storage
+from zarr.abc.store import Store as StoreLike
 from zarr.core.sync import sync
 
 from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
+from archivestore.store._groups import array
 from archivestore.store._writing import StoreWriting
 
 __all__ = ["Store", "open_store"]
 
 
-def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) -> zarr.abc.store.Store:
+def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) -> StoreLike:
     read_only = mode == "r"
     if "://" in url and not url.startswith("file://"):
         return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
@@ -73,7 +75,8 @@ def open_store(
             root = zarr.open_group(zstore, mode="r+", zarr_format=3)
         if "archivestore" not in root.attrs:
             root.attrs["archivestore"] = {"layout": LAYOUT_VERSION}
-    version = int(dict(root.attrs.get("archivestore") or {}).get("layout", 1))  # type: ignore[call-overload]
+    marker = root.attrs.get("archivestore")
+    version = int(str(marker.get("layout", 1))) if isinstance(marker, dict) else 1
     if version > LAYOUT_VERSION:
         raise InvalidInputError(f"{url} has store layout {version}; this archivestore reads up to {LAYOUT_VERSION}")
     store = Store(url, zstore, root, mode=mode, storage_options=storage_options, layout=Layout(version))
@@ -164,10 +167,14 @@ class Store(StoreWriting):
         path = self.layout.masks(image_id, rater if variable in ("mask", "attribute") else GROUND_TRUTH)
         if not (self.group_state(path) or {}).get("complete"):
             raise NotFoundError(f"no complete {path!r} in {self.url}")
+        return self.read_array(path, variable)
+
+    def read_array(self, group: str, name: str) -> np.ndarray:
+        """The array ``name`` of the group at path ``group`` as numpy (no completeness check)."""
         try:
-            return zarr.open_array(self.zstore, path=f"{path}/{variable}", mode="r", zarr_format=3)[...]
+            return np.asarray(zarr.open_array(self.zstore, path=f"{group}/{name}", mode="r", zarr_format=3)[...])
         except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError):
-            raise NotFoundError(f"{path} has no {variable!r}") from None
+            raise NotFoundError(f"{group} has no {name!r}") from None
 
     def masks(self, image_id: str, rater: str = GROUND_TRUTH) -> xr.Dataset:
         """The masks (``mask``, ``attribute``) of one rater for one image."""
@@ -224,7 +231,7 @@ class Store(StoreWriting):
 
     def __len__(self) -> int:
         group = self._table
-        return int(group["image"].shape[0]) if "image" in group else 0
+        return int(array(group, "image").shape[0]) if "image" in group else 0
 
     def __contains__(self, image_id: object) -> bool:
         return isinstance(image_id, str) and self.is_complete(image_id)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import zarr
 
 from archivestore.layout import STUDY_CHUNKS, compressors
+from archivestore.store._groups import array
 
 __all__ = ["StudyRow", "annotated_pairs", "append_study", "repair_study"]
 
@@ -28,7 +30,7 @@ _DATA = {
     "has_mask": (("image",), "bool", False, (1024,)),
     "annotated": (("image", "rater"), "bool", False, (1024, 64)),
 }
-_ATTRS = {
+_ATTRS: dict[str, dict[str, Any]] = {
     "annotation": {"long_name": "per-superpixel feature value", "flag_values": [0.0, 0.5, 1.0],
                    "flag_meanings": "absent possible definite"},
     "superpixel_area": {"long_name": "pixels in each superpixel", "units": "pixels"},
@@ -66,25 +68,25 @@ def annotated_pairs(group: zarr.Group | None) -> set[tuple[str, str]]:
     if group is None or "annotated" not in group:
         return set()
     images, raters = _labels(group, "image"), _labels(group, "rater")
-    done = group["annotated"][: len(images), : len(raters)]
-    return {(images[i], raters[r]) for i, r in zip(*np.nonzero(done))}
+    done = np.asarray(array(group, "annotated")[: len(images), : len(raters)])
+    return {(images[i], raters[r]) for i, r in zip(*np.nonzero(done), strict=True)}
 
 
 def _labels(group: zarr.Group, name: str) -> list[str]:
-    return [str(v) for v in group[name][:]]
+    return [str(v) for v in np.asarray(array(group, name)[:])]
 
 
 def repair_study(group: zarr.Group) -> None:
     """Cut data arrays back to the coordinates' lengths after an interrupted append."""
     if "image" not in group:
         return
-    sizes = {d: group[d].shape[0] for d in ("image", "feature", "rater")}
-    sizes["superpixel"] = group["superpixel_area"].shape[1] if "superpixel_area" in group else 0
+    sizes = {d: array(group, d).shape[0] for d in ("image", "feature", "rater")}
+    sizes["superpixel"] = array(group, "superpixel_area").shape[1] if "superpixel_area" in group else 0
     for name, (dims, *_rest) in _DATA.items():
         if name in group:
             want = tuple(sizes[d] for d in dims)
-            if group[name].shape != want:
-                group[name].resize(want)
+            if array(group, name).shape != want:
+                array(group, name).resize(want)
 
 
 def append_study(group: zarr.Group, rows: list[StudyRow]) -> None:
@@ -110,20 +112,20 @@ def append_study(group: zarr.Group, rows: list[StudyRow]) -> None:
             if f not in index["feature"]:
                 index["feature"][f] = len(features)
                 features.append(f)
-    n_sp = max([group["superpixel_area"].shape[1]] + [len(r.area) for r in rows])
+    n_sp = max([array(group, "superpixel_area").shape[1]] + [len(r.area) for r in rows])
     shape = {"image": len(images), "feature": len(features), "rater": len(raters), "superpixel": n_sp}
     for name, (dims, *_rest) in _DATA.items():
-        group[name].resize(tuple(shape[d] for d in dims))
+        array(group, name).resize(tuple(shape[d] for d in dims))
 
     by_chunk: dict[int, list[StudyRow]] = defaultdict(list)
     for row in rows:
         by_chunk[index["image"][row.image] // IMAGE_CHUNK].append(row)
-    ann, area, mask_area, has_mask = (group[n] for n in ("annotation", "superpixel_area",
+    ann, area, mask_area, has_mask = (array(group, n) for n in ("annotation", "superpixel_area",
                                                          "superpixel_mask_area", "has_mask"))
     for c, chunk_rows in sorted(by_chunk.items()):
         lo, hi = c * IMAGE_CHUNK, min((c + 1) * IMAGE_CHUNK, shape["image"])
-        block = ann[lo:hi]
-        area_block, mask_block, has_block = area[lo:hi], mask_area[lo:hi], has_mask[lo:hi]
+        block = np.asarray(ann[lo:hi])
+        area_block, mask_block, has_block = (np.asarray(a[lo:hi]) for a in (area, mask_area, has_mask))
         for row in chunk_rows:
             i = index["image"][row.image] - lo
             r = index["rater"][row.rater]
@@ -139,11 +141,11 @@ def append_study(group: zarr.Group, rows: list[StudyRow]) -> None:
             has_block[i] = row.mask_area is not None
         ann[lo:hi] = block
         area[lo:hi], mask_area[lo:hi], has_mask[lo:hi] = area_block, mask_block, has_block
-    done = group["annotated"]
+    done = array(group, "annotated")
     for row in rows:
         done[index["image"][row.image], index["rater"][row.rater]] = True
 
     for name, labels, old in (("feature", features, n_feat), ("rater", raters, n_rat), ("image", images, n_img)):
         if len(labels) > old:
-            group[name].resize((len(labels),))
-            group[name][old:] = np.array(labels[old:], dtype=str)
+            array(group, name).resize((len(labels),))
+            array(group, name)[old:] = np.array(labels[old:], dtype=str)

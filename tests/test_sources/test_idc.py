@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import pickle
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,34 +17,31 @@ from archivestore.sources import IdcIndex, IdcSource, SeriesItem
 from archivestore.sources import item_from_origin as any_item_from_origin
 from archivestore.sources.idc import EXTRA_HINT, collection_id, item_from_origin
 from archivestore.testing.idc import INDEX_SCHEMA, crdc_uuid, idc_series_row, populate_idc_bucket, write_idc_index
+from archivestore.testing.sources import SourceTests
 
 pytest.importorskip("duckdb")
 pydicom = pytest.importorskip("pydicom")
+dicom = pytest.importorskip("archivestore.testing.dicom")
 
 
-def ct_series(slices: int, patient: str, seed: str) -> list[tuple[str, bytes]]:
-    """``slices`` copies of pydicom's CT_small.dcm as one series: new UIDs, positions 2.5 mm apart."""
-    from pydicom.data import get_testdata_file
-    from pydicom.uid import generate_uid
-
-    base = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
-    study, series = generate_uid(entropy_srcs=[seed, "study"]), generate_uid(entropy_srcs=[seed, "series"])
-    files = []
-    for k in range(slices):
-        ds = copy.deepcopy(base)
-        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient, study, series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[seed, str(k)])
-        x, y, z = (float(v) for v in base.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 2.5 * k]
-        ds.InstanceNumber = k + 1
+def of_patient(files: list[tuple[str, bytes]], patient: str) -> list[tuple[str, bytes]]:
+    """The series with another PatientID."""
+    out = []
+    for name, data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.PatientID = patient
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-        files.append((f"slice{k}.dcm", buffer.getvalue()))
-    return files
+        out.append((name, buffer.getvalue()))
+    return out
 
 
 def sop_uid(data: bytes) -> str:
     return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+
+
+def uid_of(files: list[tuple[str, bytes]]) -> str:
+    return str(pydicom.dcmread(io.BytesIO(files[0][1]), stop_before_pixels=True).SeriesInstanceUID)
 
 
 # ---------------------------------------------------------------- the real packaged index, offline
@@ -118,9 +115,13 @@ def test_index_pickles_as_its_path(packaged):
 # ---------------------------------------------------------------- a local bucket laid out like idc-open-data
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def series_files() -> list[list[tuple[str, bytes]]]:
-    return [ct_series(3, "PAT-1", "a"), ct_series(2, "PAT-1", "b"), ct_series(4, "PAT-2", "c")]
+    """Three CT series of two patients and a SEG of the first (C's builders over pydicom's shipped files)."""
+    first = of_patient(dicom.ct_series(3, seed="idc-a"), "PAT-1")
+    seg = dicom.segmentation(first, dicom.blob_masks((3, 128, 128), segments=1), seed="idc-seg")
+    return [first, of_patient(dicom.ct_series(2, seed="idc-b"), "PAT-1"),
+            of_patient(dicom.ct_series(4, seed="idc-c"), "PAT-2"), seg]
 
 
 @pytest.fixture
@@ -132,62 +133,68 @@ def bucket(s3_env) -> tuple[object, str]:
 
 @pytest.fixture
 def idc(bucket, series_files, tmp_path, s3_env) -> dict:
+    """The series in a fresh bucket, the index parquet, and the row of each series by its uid."""
     fs, name = bucket
     rows = populate_idc_bucket(fs, series_files, tmp_path / "index.parquet", bucket=name, collection_id="test_ct")
-    return {"fs": fs, "bucket": name, "rows": rows, "index": tmp_path / "index.parquet",
-            "options": {"endpoint_url": s3_env}}
+    return {"fs": fs, "bucket": name, "rows": {r["SeriesInstanceUID"]: r for r in rows},
+            "index": tmp_path / "index.parquet", "options": {"endpoint_url": s3_env}}
 
 
 def test_series_come_with_exactly_their_files(idc, series_files):
     source = IdcSource(idc["index"], collection="Test-CT", source_options=idc["options"])
     items = list(source)
-    assert len(source) == len(items) == 3 and all(isinstance(i, SeriesItem) for i in items)
-    by_uid = {str(pydicom.dcmread(io.BytesIO(f[0][1])).SeriesInstanceUID): f for f in series_files}
+    assert len(source) == len(items) == 4 and all(isinstance(i, SeriesItem) for i in items)
+    assert {i.id for i in items} == {uid_of(f) for f in series_files}
+    by_uid = {uid_of(f): f for f in series_files}
     for item in items:
         expected = sorted((f"{crdc_uuid(sop_uid(data))}.dcm", data) for _, data in by_uid[item.id])
         assert item.files() == expected
-        row = next(r for r in idc["rows"] if r["SeriesInstanceUID"] == item.id)
+        row = idc["rows"][item.id]
         assert item.metadata == row and item.metadata["instanceCount"] == len(expected)
         assert item.where == f"s3://{idc['bucket']}/{row['crdc_series_uuid']}/" == item.origin["url"]
         assert item.origin["source"] == "idc" and item.origin["series"] == item.id
     assert source.problems == []
 
 
-def test_filters_and_sql_select_from_a_custom_index(idc):
-    pat1 = IdcSource(idc["index"], patient="PAT-1", source_options=idc["options"])
-    assert {i.metadata["PatientID"] for i in pat1} == {"PAT-1"} and len(pat1) == 2
-    uid = idc["rows"][2]["SeriesInstanceUID"]
-    by_sql = IdcSource(idc["index"], sql="SELECT SeriesInstanceUID FROM index WHERE instanceCount = 4 -- the longest",
-                       source_options=idc["options"])
-    assert [i.id for i in by_sql] == [uid]
-    with pytest.raises(NotFoundError, match="no modality 'MR' in the IDC index; closest: CT"):
+def test_filters_and_sql_select_from_a_custom_index(idc, series_files):
+    def ids(**selection: object) -> set[str]:
+        return {i.id for i in IdcSource(idc["index"], source_options=idc["options"], **selection)}
+
+    first, second, third, seg = (uid_of(f) for f in series_files)
+    assert ids(patient="PAT-1") == {first, second, seg}
+    assert ids(patient=["PAT-1", "PAT-2"], modality="seg") == {seg}
+    assert ids(collection="test_ct", modality=["CT"]) == {first, second, third}
+    assert ids(sql="SELECT SeriesInstanceUID FROM index WHERE instanceCount = 4 -- the longest") == {third}
+    assert ids(series=[second, third]) == {second, third}
+    with pytest.raises(NotFoundError, match="no modality 'MR' in the IDC index; closest: "):
         IdcSource(idc["index"], collection="test_ct", modality=["CT", "MR"])
     with pytest.raises(NotFoundError, match="no collection 'test_c' in the IDC index; closest: test_ct"):
         IdcSource(idc["index"], collection="test_c")
+    with pytest.raises(NotFoundError, match="no patient 'PAT-3' in collection test_ct; closest: PAT-1, PAT-2"):
+        IdcSource(idc["index"], collection="test_ct", patient="PAT-3")
     with pytest.raises(InvalidInputError, match="choose series"):
         IdcSource(idc["index"], modality="CT")
 
 
-def test_a_missing_object_fails_only_its_series(idc):
+def test_a_missing_object_fails_only_its_series(idc, series_files):
     fs, name = idc["fs"], idc["bucket"]
-    broken = idc["rows"][1]
+    whole, broken, gone, _ = (idc["rows"][uid_of(f)] for f in series_files)
     fs.rm(sorted(fs.find(f"{name}/{broken['crdc_series_uuid']}/"))[0])
-    gone = idc["rows"][2]
     fs.rm(f"{name}/{gone['crdc_series_uuid']}/", recursive=True)
     loaded, failed = {}, {}
-    for item in IdcSource(idc["index"], collection="test_ct", source_options=idc["options"]):
+    for item in IdcSource(idc["index"], modality="CT", patient=["PAT-1", "PAT-2"], source_options=idc["options"]):
         try:
             loaded[item.id] = item.files()
         except BadItem as exc:
             failed[exc.item_id] = str(exc)
-    whole = idc["rows"][0]["SeriesInstanceUID"]
-    assert list(loaded) == [whole] and len(loaded[whole]) == 3
-    assert failed[broken["SeriesInstanceUID"]].startswith(broken["SeriesInstanceUID"])
+    assert list(loaded) == [whole["SeriesInstanceUID"]] and len(loaded[whole["SeriesInstanceUID"]]) == 3
+    assert set(failed) == {broken["SeriesInstanceUID"], gone["SeriesInstanceUID"]}
+    assert failed[broken["SeriesInstanceUID"]].startswith(broken["SeriesInstanceUID"] + ": s3://")
     assert "1 .dcm objects, the index says 2 instances" in failed[broken["SeriesInstanceUID"]]
     assert "no .dcm objects" in failed[gone["SeriesInstanceUID"]]
 
 
-def test_items_are_lazy_and_picklable(bucket, series_files, tmp_path, s3_env):
+def test_items_are_listed_before_the_bucket_has_them(bucket, series_files, tmp_path, s3_env):
     fs, name = bucket
     rows = [idc_series_row(files, collection_id="test_ct", bucket=name) for files in series_files]
     write_idc_index(rows, tmp_path / "index.parquet")
@@ -196,20 +203,66 @@ def test_items_are_lazy_and_picklable(bucket, series_files, tmp_path, s3_env):
     items = list(pickle.loads(pickle.dumps(source)))  # listed and pickled before the bucket exists
     assert sorted(i.id for i in items) == sorted(r["SeriesInstanceUID"] for r in rows)
     populate_idc_bucket(fs, series_files, bucket=name)
-    item = pickle.loads(pickle.dumps(next(i for i in items if i.id == rows[0]["SeriesInstanceUID"])))
+    item = pickle.loads(pickle.dumps(next(i for i in items if i.id == uid_of(series_files[0]))))
     assert [data for _, data in item.files()] == [data for _, data in sorted(
         (crdc_uuid(sop_uid(d)), d) for _, d in series_files[0])]
 
 
-def test_fetched_again_from_the_origin_without_secrets(idc, s3_env):
+def test_fetched_again_from_the_origin_without_secrets(idc, series_files, s3_env):
     options = {"endpoint_url": s3_env, "anon": False, "key": "testing", "secret": "testing",
                "client_kwargs": {"region_name": "us-east-1", "aws_session_token": "abc"}}
-    item = next(iter(IdcSource(idc["index"], series=idc["rows"][0]["SeriesInstanceUID"], source_options=options)))
+    item = next(iter(IdcSource(idc["index"], series=uid_of(series_files[0]), source_options=options)))
     assert item.origin["source_options"] == {"endpoint_url": s3_env, "anon": False,
                                              "client_kwargs": {"region_name": "us-east-1"}}
     again = any_item_from_origin(item.id, item.origin, item.metadata)
     assert isinstance(again, SeriesItem) and again.files() == item.files()
     assert item_from_origin(item.id, item.origin, item.metadata).where == item.where
+
+
+class TestIdcSourceKit(SourceTests):
+    """The shared source checks over the local bucket."""
+
+    @pytest.fixture
+    def source(self, idc) -> IdcSource:
+        return IdcSource(idc["index"], collection="test_ct", source_options=idc["options"])
+
+    @pytest.fixture
+    def bad_item_id(self, series_files) -> str:
+        return uid_of(series_files[1])
+
+    @pytest.fixture
+    def bad_source(self, idc, bad_item_id) -> IdcSource:
+        fs, name = idc["fs"], idc["bucket"]
+        fs.rm(sorted(fs.find(f"{name}/{idc['rows'][bad_item_id]['crdc_series_uuid']}/"))[0])
+        return IdcSource(idc["index"], collection="test_ct", source_options=idc["options"])
+
+    @pytest.fixture
+    def byte_reads(self, monkeypatch) -> Callable[[], int]:
+        """Objects read from the bucket (s3fs's ``_cat_file``, which the series loader uses)."""
+        import s3fs
+
+        reads: list[str] = []
+        original = s3fs.S3FileSystem._cat_file
+
+        async def counting(fs: object, path: str, *args: object, **kwargs: object) -> bytes:
+            reads.append(path)
+            return await original(fs, path, *args, **kwargs)
+
+        monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting)
+        s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
+        return lambda: len(reads)
+
+    def test_a_bad_item_is_reported_and_the_others_ingested(self, bad_source, bad_item_id):
+        # archivestore.ingest does not take SeriesItems yet: the same promise where the source keeps it,
+        # in the loaders (drop this override when series ingest lands)
+        failed, loaded = [], []
+        for item in bad_source:
+            try:
+                loaded.append((item.id, item.files()))
+            except BadItem as exc:
+                failed.append(exc)
+        assert [bad.item_id for bad in failed] == [bad_item_id] and all(bad.reason for bad in failed)
+        assert len(loaded) == 3 and all(files for _, files in loaded)
 
 
 def test_sources_import_without_the_idc_extra(tmp_path):

@@ -53,6 +53,30 @@ def test_help_and_argument_errors_import_no_heavy_library(argv):
         assert "usage: archivestore" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_every_commands_help_imports_no_heavy_library():
+    """``--help`` of every command and sub-command the parser has, in one process: none loads them."""
+    code = (
+        "import argparse, contextlib, io, sys\n"
+        "from archivestore.cli import build_parser, main\n"
+        "def paths(parser, prefix):\n"
+        "    yield prefix\n"
+        "    for action in parser._actions:\n"
+        "        if isinstance(action, argparse._SubParsersAction):\n"
+        "            for name, sub in action.choices.items():\n"
+        "                yield from paths(sub, [*prefix, name])\n"
+        "every = list(paths(build_parser(), []))\n"
+        "for argv in every:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main([*argv, '--help'])\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(len(every), sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count, heavy = proc.stdout.split(" ", 1)
+    assert int(count) > 12 and heavy.strip() == "[]"
+
+
 def test_the_installed_script_starts_light_too():
     script = Path(sys.executable).with_name("archivestore")
     if not script.exists():

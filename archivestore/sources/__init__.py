@@ -7,6 +7,7 @@
 - :class:`TciaSource` over :class:`Tcia`: The Cancer Imaging Archive's series (NBIA REST API v4).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from archivestore.sources import challenge, idc, isic_v1, isic_v2, tcia
@@ -36,7 +37,7 @@ __all__ = [
     "validate_id",
 ]
 
-_ORIGINS = {
+_ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item | SeriesItem]] = {
     "challenge": challenge.item_from_origin,
     "idc": idc.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,

@@ -27,9 +27,8 @@ from urllib3.util.retry import Retry
 
 from archivestore._secrets import redact
 from archivestore.errors import APIError
-
-from ._http import RETRY_STATUSES, Client, _reason
-from ._safezip import ZipLimits, dicom_members
+from archivestore.sources._http import RETRY_STATUSES, Client, _reason
+from archivestore.sources._safezip import ZipLimits, dicom_members
 
 __all__ = ["fetch_dicom_zip"]
 

@@ -34,12 +34,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
-
-from ._base import SeriesItem, validate_id
-from ._http import Client, bounded_map
-from ._nbia import NUMERIC_FIELDS, query_params, typed
-from ._safezip import UnsafeZipError, ZipLimits
-from ._zipfetch import fetch_dicom_zip
+from archivestore.sources._base import SeriesItem, validate_id
+from archivestore.sources._http import Client, bounded_map
+from archivestore.sources._nbia import NUMERIC_FIELDS, query_params, typed
+from archivestore.sources._safezip import UnsafeZipError, ZipLimits
+from archivestore.sources._zipfetch import fetch_dicom_zip
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -228,7 +227,7 @@ class Tcia:
                 continue
             table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
             table.columns = ["".join(str(c).split()) for c in table.columns]
-            records.extend(typed(r) for r in table.to_dict("records"))
+            records.extend(typed({str(k): v for k, v in r.items()}) for r in table.to_dict("records"))
         return _frame(records)
 
     def collection_name(self, name: str) -> str:

@@ -266,7 +266,8 @@ class NbiaServer(FakeServer):
         files = self.files.get(query.get("SeriesInstanceUID", ""))
         if files is None:
             return _listing([])
-        return _listing([{"TotalSizeInBytes": str(float(sum(len(d) for _, d in files))), "ObjectCount": str(len(files))}])
+        total = sum(len(data) for _, data in files)
+        return _listing([{"TotalSizeInBytes": str(float(total)), "ObjectCount": str(len(files))}])
 
     def _sop_instance_uids(self, query: Mapping[str, str]) -> Answer:
         import pydicom

@@ -257,26 +257,41 @@ def _rescaled(group: list[Slice]) -> np.ndarray:
     """Decode and rescale the slices into one array (module docstring: dtype rule)."""
     cache: dict[int, np.ndarray] = {}
     stored = [_decoded(s, cache) for s in group]
-    dtype = _integer_dtype(group, stored)
-    out = np.empty((len(group), *group[0].shape), dtype=dtype or np.float32)
+    dtypes = _integer_dtypes(group, stored)
+    out = np.empty((len(group), *group[0].shape), dtype=dtypes[0] if dtypes else np.float32)
     for k, (s, frame) in enumerate(zip(group, stored, strict=True)):
-        if dtype is not None:
-            out[k] = frame.astype(np.int64) * int(s.slope) + int(s.intercept)
-        else:
-            out[k] = frame.astype(np.float64) * s.slope + s.intercept
+        if dtypes is None:
+            out[k] = frame * s.slope + s.intercept  # float64, then the nearest float32
+            continue
+        values = frame.astype(dtypes[1])
+        if s.slope != 1:
+            values *= int(s.slope)
+        if s.intercept != 0:
+            values += int(s.intercept)
+        out[k] = values
     return out
 
 
-def _integer_dtype(group: list[Slice], stored: list[np.ndarray]) -> np.dtype[Any] | None:
-    """The smallest integer dtype holding every rescaled value, or None if rescaling is not integral."""
+def _integer_dtypes(group: list[Slice], stored: list[np.ndarray]) -> tuple[np.dtype[Any], np.dtype[Any]] | None:
+    """``(output, working)`` integer dtypes, or None when rescaling is not integral.
+
+    The output dtype is the smallest holding every rescaled value; the working dtype (int32 or
+    int64) also holds every intermediate ``stored x slope``, so the arithmetic is exact.
+    """
     if any(frame.dtype.kind not in "iu" for frame in stored):
         return None
     if not all(float(v).is_integer() for s in group for v in (s.slope, s.intercept)):
         return None
-    ends = [int(e) * int(s.slope) + int(s.intercept) for s, f in zip(group, stored, strict=True)
-            for e in (f.min(), f.max())]
-    lo, hi = min(ends), max(ends)
-    candidates = ("u1", "u2", "u4", "u8") if lo >= 0 else ("i1", "i2", "i4", "i8")
+    ends = [(s, int(v)) for s, frame in zip(group, stored, strict=True) for v in (frame.min(), frame.max())]
+    products = [v * int(s.slope) for s, v in ends]
+    finals = [v * int(s.slope) + int(s.intercept) for s, v in ends]
+    output = _smallest_integer(min(finals), max(finals))
+    working = _smallest_integer(min(products + finals), max(products + finals), ("i4", "i8"))
+    return None if output is None or working is None else (output, working)
+
+
+def _smallest_integer(lo: int, hi: int, codes: tuple[str, ...] | None = None) -> np.dtype[Any] | None:
+    candidates = codes or (("u1", "u2", "u4", "u8") if lo >= 0 else ("i1", "i2", "i4", "i8"))
     for code in candidates:
         info = np.iinfo(code)
         if info.min <= lo and hi <= info.max:

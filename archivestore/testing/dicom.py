@@ -107,9 +107,10 @@ def datasets(files: Files) -> list[Dataset]:
 
 def ct_series(n: int = 5, *, seed: str = "ct", spacing: float = 5.0, slope: float = 1.0,
               intercept: float = -1024.0, divide: int = 1, orientation: Sequence[float] = AXIAL,
-              origin: Sequence[float] = _CT_SMALL_ORIGIN, series_uid: str | None = None,
+              origin: Sequence[float] = _CT_SMALL_ORIGIN, shear: Sequence[float] = (0.0, 0.0, 0.0),
+              pixel_spacing: Sequence[float] = (0.661468, 0.661468), series_uid: str | None = None,
               frame_of_reference_uid: str | None = None, transfer_syntax: str = ExplicitVRLittleEndian) -> Files:
-    """``CT_small.dcm`` copied ``n`` times, slice ``k`` at ``origin + k * spacing * normal``.
+    """``CT_small.dcm`` copied ``n`` times, slice ``k`` at ``origin + k * (spacing * normal + shear)``.
 
     Parameters
     ----------
@@ -128,6 +129,10 @@ def ct_series(n: int = 5, *, seed: str = "ct", spacing: float = 5.0, slope: floa
         ImageOrientationPatient of every slice.
     origin
         ImagePositionPatient of slice 0.
+    shear
+        An in-plane shift per slice (mm), as a gantry tilt gives.
+    pixel_spacing
+        PixelSpacing (between rows, between columns; mm).
     series_uid, frame_of_reference_uid
         Defaults derived from ``seed``.
     transfer_syntax
@@ -144,8 +149,9 @@ def ct_series(n: int = 5, *, seed: str = "ct", spacing: float = 5.0, slope: floa
         ds.FrameOfReferenceUID = frame_of_reference_uid or _uid(seed, "frame-of-reference")
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(seed, "instance", k)
         ds.InstanceNumber = n - k  # deliberately not the spatial order
-        ds.ImagePositionPatient = [round(float(v), 6) for v in np.asarray(origin) + k * spacing * normal]
+        ds.ImagePositionPatient = [round(float(v), 6) for v in np.asarray(origin) + k * (spacing * normal + shear)]
         ds.ImageOrientationPatient = list(orientation)
+        ds.PixelSpacing = list(pixel_spacing)
         ds.SliceLocation = round(float(np.dot(ds.ImagePositionPatient, normal)), 6)
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
         ds.PixelData = (base.pixel_array // divide + 3 * k).astype(np.int16).tobytes()

@@ -81,7 +81,7 @@ def test_integer_dtype_is_the_smallest_that_holds_the_values() -> None:
 
 
 def test_coordinates_spacing_and_header() -> None:
-    files = fixtures.ct_series(5, spacing=2.5)
+    files = fixtures.ct_series(5, spacing=2.5, pixel_spacing=(0.5, 0.8))
     volume = _one(files)
     ordered = _by_position(files)
     first = ordered[0]
@@ -100,7 +100,8 @@ def test_coordinates_spacing_and_header() -> None:
 
 
 def test_affine_maps_indices_to_each_slice_and_corner() -> None:
-    files = fixtures.ct_series(4, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), origin=(10.0, -60.0, 40.0))
+    files = fixtures.ct_series(4, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), origin=(10.0, -60.0, 40.0),
+                               pixel_spacing=(0.5, 0.8))
     volume = _one(files)
     for k, ds in enumerate(_by_position(files)):
         ipp = np.asarray(ds.ImagePositionPatient, float)
@@ -111,8 +112,17 @@ def test_affine_maps_indices_to_each_slice_and_corner() -> None:
         assert np.allclose(volume.affine @ [k, ds.Rows - 1, ds.Columns - 1, 1], [*corner, 1], atol=1e-6)
 
 
+def test_gantry_tilt_keeps_the_sheared_step() -> None:
+    files = fixtures.ct_series(4, spacing=2.0, shear=(0.0, 0.7, 0.0))
+    volume = _one(files)
+    assert volume.uniform_spacing
+    assert np.allclose(volume.spacing[0], 2.0) and np.allclose(np.diff(volume.z), 2.0)
+    for k, ds in enumerate(_by_position(files)):
+        assert np.allclose(volume.affine @ [k, 0, 0, 1], [*map(float, ds.ImagePositionPatient), 1], atol=1e-6)
+
+
 def test_volume_and_affine_agree_with_highdicom() -> None:
-    files = fixtures.ct_series(5)
+    files = fixtures.ct_series(5, pixel_spacing=(0.5, 0.8), orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
     volume = _one(files)
     theirs = hd.get_volume_from_series(fixtures.datasets(files), dtype=np.float64)
     if theirs.affine[:3, 0] @ volume.affine[:3, 0] < 0:  # highdicom may stack the other way round

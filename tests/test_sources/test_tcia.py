@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -24,6 +25,7 @@ from archivestore.testing.nbia import (
     zip_bomb,
     zip_of,
 )
+from archivestore.testing.sources import SourceTests
 
 pydicom = pytest.importorskip("pydicom")
 dicom = pytest.importorskip("archivestore.testing.dicom")
@@ -332,3 +334,36 @@ def test_a_filter_given_twice_must_agree(tcia):
     assert len(tcia.series(COLLECTION, patient="0007", PatientId="0007")) == 1
     with pytest.raises(InvalidInputError, match="PatientID given twice"):
         tcia.series(COLLECTION, patient="0007", PatientId="P-1")
+
+
+class TestTciaSourceKit(SourceTests):
+    """The shared source checks over the local NBIA stand-in."""
+
+    @pytest.fixture
+    def source(self, tcia) -> TciaSource:
+        return TciaSource(tcia, COLLECTION)
+
+    @pytest.fixture
+    def bad_item_id(self, server) -> str:
+        return server.uids["b"]
+
+    @pytest.fixture
+    def bad_source(self, server, tcia, files, bad_item_id) -> TciaSource:
+        server.zips[bad_item_id] = traversal_zip(files["b"])
+        return TciaSource(tcia, COLLECTION)
+
+    @pytest.fixture
+    def byte_reads(self, server) -> Callable[[], int]:
+        return lambda: len(server.requests_to("getImage"))
+
+    def test_a_bad_item_is_reported_and_the_others_ingested(self, bad_source, bad_item_id):
+        # archivestore.ingest does not take SeriesItems yet: the same promise where the source keeps it,
+        # in the loaders (drop this override when series ingest lands)
+        failed, loaded = [], []
+        for item in bad_source:
+            try:
+                loaded.append((item.id, item.files()))
+            except BadItem as exc:
+                failed.append(exc)
+        assert [bad.item_id for bad in failed] == [bad_item_id] and all(bad.reason for bad in failed)
+        assert len(loaded) == 1 and all(files for _, files in loaded)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
 from archivestore.cli._demo import add_demo_command
+from archivestore.cli._idc import add_idc_commands
 from archivestore.cli._ingest import add_ingest_commands
 from archivestore.cli._store import add_store_commands
 from archivestore.cli._tables import add_table_commands
@@ -27,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_ingest_commands(sub)
     add_store_commands(sub)
-    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_tcia_commands):
+    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_tcia_commands,
+                add_idc_commands):
         add(sub)
     return parser
 
@@ -49,5 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit through argparse's ``SystemExit`` (2, 0, 0).
     """
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout closed early (``| head``): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return code

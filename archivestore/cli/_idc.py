@@ -1,0 +1,128 @@
+"""``archivestore idc sql|series|collections``: the NCI Imaging Data Commons index as tables.
+
+The index is the parquet file the ``idc-index-data`` package ships (the ``idc`` extra), or
+``--index FILE`` with the same columns. ``sql`` runs a DuckDB query in which the index is the
+table ``index``; ``series`` filters it (collection names as the portal writes them are accepted);
+``collections`` counts series, patients and size per collection. A table is printed, or written as
+CSV with ``--csv FILE`` (``-``: standard output). A wrong id is one line with the closest ids. The
+library behind it is :class:`archivestore.sources.idc.IdcIndex`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from archivestore.cli._common import command, error
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from archivestore.sources.idc import IdcIndex
+
+__all__ = ["SHOWN_COLUMNS", "add_idc_commands"]
+
+SHOWN_COLUMNS = ("collection_id", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+                 "instanceCount", "series_size_MB")
+"""The columns ``idc series`` prints by default (``--csv`` writes every column)."""
+
+_FILTERS = {
+    "collection": "collection id or portal name (NSCLC-Radiomics = nsclc_radiomics)",
+    "patient": "PatientID",
+    "study": "StudyInstanceUID",
+    "series": "SeriesInstanceUID",
+    "modality": "Modality, e.g. CT SEG",
+}
+
+_COLLECTIONS_SQL = ("SELECT collection_id, count(*) AS series, count(DISTINCT PatientID) AS patients, "
+                    "round(sum(series_size_MB) / 1000, 1) AS size_GB FROM index GROUP BY collection_id "
+                    "ORDER BY collection_id")
+
+
+def add_idc_commands(subparsers: Any) -> None:
+    """Add ``idc`` with ``sql``, ``series`` and ``collections``."""
+    p = subparsers.add_parser(
+        "idc", help="query the NCI Imaging Data Commons index (offline, DuckDB SQL)",
+        description="Query the IDC series index that idc-index-data ships (pip install 'archivestore[idc]'), "
+        "or --index FILE.parquet with the same columns. In SQL the index is the table `index`.",
+    )
+    queries = p.add_subparsers(dest="query", required=True, metavar="QUERY")
+    q = queries.add_parser("sql", help="run a DuckDB SQL query", description="Run a DuckDB SQL query, e.g. "
+                           "\"SELECT Modality, count(*) FROM index WHERE collection_id = 'lidc_idri' GROUP BY 1\".")
+    q.add_argument("sql", metavar="QUERY")
+    _common_options(q)
+    q.set_defaults(func=_sql)
+    q = queries.add_parser("series", help="index rows of the series matching the filters")
+    for key, what in _FILTERS.items():
+        q.add_argument(f"--{key}", action="extend", nargs="+", default=None, metavar="VALUE",
+                       help=f"{what} (several allowed)")
+    q.add_argument("--sql", default=None, help="only the series a query returns (a SeriesInstanceUID column)")
+    q.add_argument("--columns", default=",".join(SHOWN_COLUMNS),
+                   help="comma-separated columns to show (default: %(default)s); '*' for all")
+    _common_options(q)
+    q.set_defaults(func=_series)
+    q = queries.add_parser("collections", help="series, patients and size per collection")
+    _common_options(q)
+    q.set_defaults(func=_collections)
+
+
+def _common_options(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--index", default=None, metavar="FILE", help="index parquet (default: idc-index-data's)")
+    q.add_argument("--csv", default=None, metavar="FILE", help="write CSV here ('-': standard output)")
+
+
+def _extra_missing(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A missing optional dependency (the ``idc`` extra) is one error line, not a traceback."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ModuleNotFoundError as exc:
+            return error(exc)
+
+    return run
+
+
+def _index(args: argparse.Namespace) -> IdcIndex:
+    from archivestore.sources.idc import IdcIndex
+
+    return IdcIndex(args.index)
+
+
+def _show(table: pd.DataFrame, csv: str | None) -> int:
+    if csv is not None:
+        table.to_csv(sys.stdout if csv == "-" else csv, index=False)
+    elif table.empty:
+        print("no results", file=sys.stderr)
+    else:
+        print(table.to_string(index=False))
+    return 0
+
+
+@command
+@_extra_missing
+def _sql(args: argparse.Namespace) -> int:
+    return _show(_index(args).sql(args.sql), args.csv)
+
+
+@command
+@_extra_missing
+def _series(args: argparse.Namespace) -> int:
+    table = _index(args).series(**{key: getattr(args, key) for key in _FILTERS}, sql=args.sql)
+    if args.csv is None and args.columns.strip() != "*":
+        wanted = [c.strip() for c in args.columns.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in table.columns]
+        if unknown:
+            return error(f"no column {', '.join(unknown)} in the index; it has {', '.join(table.columns)}")
+        table = table[wanted]
+    return _show(table, args.csv)
+
+
+@command
+@_extra_missing
+def _collections(args: argparse.Namespace) -> int:
+    return _show(_index(args).sql(_COLLECTIONS_SQL), args.csv)

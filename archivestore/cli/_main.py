@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 
 from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
@@ -53,10 +51,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit through argparse's ``SystemExit`` (2, 0, 0).
     """
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-        sys.stdout.flush()
-    except BrokenPipeError:  # stdout closed early (``| head``): stop quietly, as the Python docs advise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    code: int = args.func(args)
     return code

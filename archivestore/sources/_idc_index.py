@@ -121,7 +121,7 @@ class IdcIndex:
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])  # type: ignore[misc]
+        self.path, self._con, self._lock = state["path"], None, threading.Lock()
 
     def _connection(self) -> Any:
         if self._con is None:

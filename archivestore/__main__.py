@@ -2,6 +2,6 @@
 
 import sys
 
-from archivestore.cli import main
+from archivestore.cli import main  # noqa: TID251 (the entry point is the one place that may)
 
 sys.exit(main())

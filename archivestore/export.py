@@ -127,7 +127,8 @@ def metadata_table(
             raise KeyError(f"unknown archive keys: {', '.join(map(repr, unknown))}")
         columns = chosen
     elif all_fields:
-        used = {name for name in frame.columns if name.startswith(_GROUPS)} | {c for cands in _FALLBACKS.values() for c in cands}
+        used = {name for name in frame.columns if name.startswith(_GROUPS)}
+        used |= {c for cands in _FALLBACKS.values() for c in cands}
         for name in frame.columns:
             if name not in used and name not in columns:
                 columns[name] = frame[name].astype(object)
@@ -186,7 +187,8 @@ def licenses_summary(source: Any, ids: Iterable[str] | None = None) -> str:
     """A ``LICENSES`` text for a selection: images per license, then the attributions."""
     frame = _frame(source, ids)
     base = _base(frame)
-    licenses = Counter("unknown" if v is None or v is pd.NA or str(v) == "" else str(v) for v in base["copyright_license"])
+    licenses = Counter("unknown" if v is None or v is pd.NA or str(v) == "" else str(v)
+                       for v in base["copyright_license"])
     lines = [f"Licenses of {len(base['isic_id'])} images", ""]
     for name, count in sorted(licenses.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"{name}: {count} image{'s' if count != 1 else ''}")

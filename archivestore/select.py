@@ -104,7 +104,8 @@ class Criterion:
             rest = " " + rest.lstrip()
         m = _OP_RE.match(rest)
         if not path or not m:
-            raise ValueError(f"cannot read criterion {text!r}; write 'path op value' with op one of {', '.join(OPERATORS)}")
+            raise ValueError(f"cannot read criterion {text!r}; write 'path op value' with op one of "
+                             f"{', '.join(OPERATORS)}")
         op, value = m.group(1), m.group(2)
         if op in _UNARY:
             if value:
@@ -191,7 +192,8 @@ class Selection:
     (pandas); :meth:`dataset` the selected rows of the store's ``metadata`` (xarray).
     """
 
-    def __init__(self, table: pd.DataFrame, ids: Iterable[str], *, json_columns: Iterable[str] = (), store: Any = None) -> None:
+    def __init__(self, table: pd.DataFrame, ids: Iterable[str], *, json_columns: Iterable[str] = (),
+                 store: Any = None) -> None:
         self.table = table
         self._json = frozenset(json_columns)
         self.store = store
@@ -257,7 +259,8 @@ class Selection:
 
 def _json_columns(store: Any) -> set[str]:
     ds = store.metadata()
-    return {".".join(v.attrs["path"]) for v in ds.data_vars.values() if v.attrs.get("value_type") == "json" and "path" in v.attrs}
+    return {".".join(v.attrs["path"]) for v in ds.data_vars.values()
+            if v.attrs.get("value_type") == "json" and "path" in v.attrs}
 
 
 def select(source: Any, *criteria: Any, json_columns: Iterable[str] | None = None) -> Selection:

@@ -25,7 +25,7 @@ __all__ = ["add_heatmap_command", "add_overlap_command", "add_score_command", "f
 
 def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``overlap STORE [--study NAME] [--definite | --threshold T] [--within-mask] [--cross-features]``."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "overlap",
         help="rater overlap of a study (pixel Dice, correlation, superpixel Dice), written to studies/<study>/overlap",
         description="Compare every ordered pair of raters on every image and feature of a study; write the "
@@ -42,7 +42,8 @@ def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cross-features", action="store_true",
                    help="also every feature of one rater against every feature of the other")
     add_scheduler_option(p)
-    p.add_argument("--images-per-task", type=int, default=None, help="images per dask task (default: the study's chunks)")
+    p.add_argument("--images-per-task", type=int, default=None,
+                   help="images per dask task (default: the study's chunks)")
     add_store_options(p)
     p.set_defaults(func=_overlap)
     return p
@@ -92,7 +93,10 @@ def format_summary(ds: xr.Dataset) -> str:
         row = f"{feature:<{width}}"
         for _, key, fmt in cols:
             v = values[key][k]
-            row += fmt.format(int(v)) if key.endswith("count") else (f"{'nan':>12}" if np.isnan(v) else fmt.format(float(v)))
+            if key.endswith("count"):
+                row += fmt.format(int(v))
+            else:
+                row += f"{'nan':>12}" if np.isnan(v) else fmt.format(float(v))
         lines.append(row)
     if "superpixel_dice_cross_median" in ds:
         lines += ["", "superpixel Dice median, rater's feature (rows) x other rater's feature (columns):"]
@@ -111,7 +115,7 @@ def add_score_command(subparsers: Any) -> argparse.ArgumentParser:
 
     Exit codes: 0 ok, 1 nothing to score, 2 unknown rater or image, or masks of different shapes.
     """
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "score",
         help="score one rater's segmentation masks against another's (ISIC challenge metrics)",
         description="Per-image accuracy, sensitivity, specificity, Jaccard, threshold Jaccard (0.65) and "
@@ -121,8 +125,10 @@ def add_score_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", help=STORE_HELP)
     p.add_argument("--truth", default=GROUND_TRUTH, metavar="RATER", help=f"reference rater (default: {GROUND_TRUTH})")
     p.add_argument("--prediction", required=True, metavar="RATER", help="rater whose masks are scored")
-    p.add_argument("--attribute", action="store_true", help="score the attribute masks (ISIC 2018 task 2) instead of lesion masks")
-    p.add_argument("--image", nargs="+", metavar="ID", help="score only these images (default: all with masks of both raters)")
+    p.add_argument("--attribute", action="store_true",
+                   help="score the attribute masks (ISIC 2018 task 2) instead of lesion masks")
+    p.add_argument("--image", nargs="+", metavar="ID",
+                   help="score only these images (default: all with masks of both raters)")
     p.add_argument("--out", metavar="CSV", help="write the per-image scores to this CSV file")
     add_scheduler_option(p)
     add_store_options(p)
@@ -162,7 +168,8 @@ def format_scores(ds: xr.Dataset) -> str:
                       "\nMacro averaged metrics:", ds["macro_average"].to_series().to_string()]
         else:
             micro = pd.DataFrame({"jaccard": ds["micro_jaccard"].to_series(), "dice": ds["micro_dice"].to_series()})
-            lines += ["\nMacro averaged metrics per feature (mean over images):", ds["macro_average"].to_pandas().to_string(),
+            lines += ["\nMacro averaged metrics per feature (mean over images):",
+                      ds["macro_average"].to_pandas().to_string(),
                       "\nOfficial task 2 scores per feature (micro average of normalised confusion matrices):",
                       micro.to_string(),
                       "\nMicro average over all features:", ds["micro_average"].to_series().to_string()]
@@ -190,7 +197,7 @@ def add_heatmap_command(subparsers: Any) -> argparse.ArgumentParser:
 
     Exit codes: 0 ok, 1 nothing to paint, 2 unknown study, feature or image.
     """
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "heatmap",
         help="paint how many study raters marked each superpixel for a feature",
         description="One PNG per image: the number of raters who marked each superpixel for FEATURE "

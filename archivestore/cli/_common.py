@@ -130,6 +130,8 @@ def command(func: Callable[[argparse.Namespace], int]) -> Command:
             with scheduler(getattr(args, "scheduler", None)) as client:
                 args.client = client
                 return func(args)
+        except BrokenPipeError:
+            raise  # the reader went away (``| head``): see main()
         except EXPECTED_ERRORS as exc:
             return error(_message(exc))
 

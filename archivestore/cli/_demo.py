@@ -72,8 +72,8 @@ def _ingest_sample(store_url: str | Path, workdir: str | Path | None, progress: 
     import tempfile
 
     from archivestore import ingest, open_store
-    from archivestore.testing.sample import RATERS, SIZES, STUDY, write_sample_archive
     from archivestore.sources import ChallengeSource
+    from archivestore.testing.sample import RATERS, SIZES, STUDY, write_sample_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(workdir) if workdir else Path(tmp) / "sample-archive"

@@ -80,7 +80,8 @@ def _add_isic(sources: Any) -> None:
     p.add_argument("--collections", default=None, help="comma-separated collection ids")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--token", default=None, help=f"OAuth bearer token (default ${TOKEN_ENV})")
-    p.add_argument("--thumbnails", action="store_true", help="store the 256-pixel thumbnails instead of the full images")
+    p.add_argument("--thumbnails", action="store_true",
+                   help="store the 256-pixel thumbnails instead of the full images")
     p.set_defaults(func=_isic)
 
 
@@ -120,10 +121,10 @@ def _isic(args: argparse.Namespace) -> int:
     return _ingest(args, source)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a message comes (so pytest's capture sees it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

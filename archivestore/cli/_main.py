@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
@@ -51,5 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit through argparse's ``SystemExit`` (2, 0, 0).
     """
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout closed early (``| head``): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return code

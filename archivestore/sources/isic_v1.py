@@ -16,8 +16,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from ._base import Annotation, BadItem, Item, validate_id
-from ._http import APIError, Client, bounded_map, find_password
+from archivestore.sources._base import Annotation, BadItem, Item, validate_id
+from archivestore.sources._http import APIError, Client, bounded_map, find_password
 
 __all__ = ["DEFAULT_V1_URL", "SKILL_RANK", "IsicStudySource", "IsicV1", "best_segmentation"]
 
@@ -113,7 +113,8 @@ class IsicV1:
         self.client.set_token("Girder-Token", token, user=username)
 
     # -- images ---------------------------------------------------------------------
-    def images(self, *, detail: bool = True, page_size: int = 500, limit: int | None = None, cache: bool = True) -> Iterator[dict]:
+    def images(self, *, detail: bool = True, page_size: int = 500, limit: int | None = None,
+               cache: bool = True) -> Iterator[dict]:
         """All image records (Girder paging; ``page_size=0`` fetches all at once)."""
         params = {"detail": "true" if detail else "false", "sort": "name", "sortdir": 1}
         return self.client.girder_pages("image", params, page_size=page_size, limit=limit, cache=cache)
@@ -232,7 +233,8 @@ class IsicStudySource:
     fetched is reported in :attr:`problems`.
     """
 
-    def __init__(self, api: IsicV1, study: str, *, names: list[str] | None = None, masks: bool = True, superpixels: bool = True) -> None:
+    def __init__(self, api: IsicV1, study: str, *, names: list[str] | None = None, masks: bool = True,
+                 superpixels: bool = True) -> None:
         self.api = api
         self.study_name = study
         self.names = None if names is None else set(names)
@@ -260,7 +262,8 @@ class IsicStudySource:
         images = [im for im in study.get("images", []) if self.names is None or im.get("name") in self.names]
         if self.names is not None:
             for name in sorted(self.names - {im.get("name") for im in images}):
-                self.problems.append(BadItem(name, api.client.url(f"study/{study['_id']}"), f"not an image of study {study_name!r}"))
+                where = api.client.url(f"study/{study['_id']}")
+                self.problems.append(BadItem(name, where, f"not an image of study {study_name!r}"))
 
         def fetch(summary: dict) -> tuple[dict, Any]:
             name = summary.get("name") or summary["_id"]
@@ -295,7 +298,8 @@ class IsicStudySource:
                 id=item_id,
                 metadata=record,
                 image=_loader(partial(api.image_bytes, image_id, item=item_id), item_id),
-                superpixels=_loader(partial(api.superpixels_bytes, image_id, item=item_id), item_id) if self.superpixels else None,
+                superpixels=(_loader(partial(api.superpixels_bytes, image_id, item=item_id), item_id)
+                             if self.superpixels else None),
                 mask=_loader(partial(api.mask_bytes, seg["_id"], item=item_id), item_id) if seg else None,
                 annotations=annotations,
                 where=api.client.url(f"image/{image_id}"),

@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._base import BadItem, Item, validate_id
-from ._http import APIError, Client
+from archivestore.sources._base import BadItem, Item, validate_id
+from archivestore.sources._http import APIError, Client
 
 __all__ = [
     "DEFAULT_V2_URL",
@@ -54,7 +54,8 @@ def validate_query(query: str | None) -> str:
         raise ValueError(f"unbalanced double quotes in query {query!r}")
     outside = _QUOTED.sub('""', query)
     if "'" in outside:
-        raise ValueError(f"single quotes in query {query!r}: quote values with double quotes, e.g. diagnosis_3:\"Melanoma Invasive\"")
+        raise ValueError(f"single quotes in query {query!r}: quote values with double quotes, "
+                         'e.g. diagnosis_3:"Melanoma Invasive"')
     for opening, closing in ("()", "[]", "{}"):
         depth = 0
         for ch in outside:
@@ -125,11 +126,13 @@ class IsicV2:
     def base_url(self) -> str:
         return self.client.base_url
 
-    def search(self, query: str | None = None, collections: list[int] | str | None = None, *, limit: int | None = None) -> Iterator[dict]:
+    def search(self, query: str | None = None, collections: list[int] | str | None = None, *,
+               limit: int | None = None) -> Iterator[dict]:
         """Image records matching ``query`` in ``collections`` (cursor paging, up to ``limit``)."""
         params: dict[str, Any] = {"query": validate_query(query)}
         if collections:
-            params["collections"] = collections if isinstance(collections, str) else ",".join(str(c) for c in collections)
+            params["collections"] = (collections if isinstance(collections, str)
+                                     else ",".join(str(c) for c in collections))
         return self.client.cursor_pages("images/search/", params, limit=limit)
 
     def images(self, *, limit: int | None = None) -> Iterator[dict]:
@@ -217,7 +220,8 @@ class IsicSearchSource:
             except BadItem as exc:
                 self.problems.append(exc)
                 continue
-            yield Item(id=item_id, metadata=strip_signed_urls(record), image=_file_loader(api, record, item_id, self.file),
+            yield Item(id=item_id, metadata=strip_signed_urls(record),
+                       image=_file_loader(api, record, item_id, self.file),
                        where=where, origin={"source": "isic_v2", "api": api.base_url, "isic_id": item_id,
                                             "file": self.file})
 

@@ -165,3 +165,20 @@ def test_ingest_on_a_scheduler_leaves_no_client(cluster, sample_dirs, tmp_path, 
     assert main(["score", str(store), "--prediction", "copy", "--scheduler", cluster.scheduler_address]) == 0
     assert "overall: 1.0000" in capsys.readouterr().out
     assert _open_clients() == []
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path):
+    """``archivestore info STORE | head -0``: no traceback, no error line."""
+    import os
+
+    import archivestore
+
+    archivestore.open_store(str(tmp_path / "s.zarr"), mode="a")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "archivestore", "info", str(tmp_path / "s.zarr")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 1

@@ -143,7 +143,7 @@ def main() -> None:
             print(f"   ingest: threads {threaded_s:.2f} s, distributed {dist_s:.2f} s, "
                   f"ratio {dist_s / threaded_s:.2f}")
             demo = tmp / "demo.zarr"
-            from archivestore.cli import run_demo
+            from archivestore.cli import run_demo  # noqa: TID251 (the demo store, as `archivestore demo` builds it)
 
             run_demo(demo, progress=False, out=lambda *a: None)
             study = open_store(demo).study("ISIC-2017_Part2_demo")

@@ -182,3 +182,13 @@ def test_a_reader_that_goes_away_is_no_error(tmp_path):
     finally:
         os.close(write)
     assert proc.stderr == "" and proc.returncode == 1
+
+
+def test_help_names_the_token_variable_the_source_reads(capsys):
+    from archivestore.cli import _ingest
+    from archivestore.sources import isic_v2
+
+    assert _ingest.TOKEN_ENV == isic_v2.TOKEN_ENV
+    with pytest.raises(SystemExit):
+        main(["ingest", "isic", "--help"])
+    assert f"${isic_v2.TOKEN_ENV}" in capsys.readouterr().out

@@ -225,9 +225,9 @@ def test_summary_matches_numpy():
     assert set(overlap_summary(ds[["dice"]]).data_vars) == {"dice_median", "dice_std", "dice_count"}
 
 
-def test_chunked_study_and_write(tmp_path):
+def test_chunked_study_and_write(store_url):
     study, truth = random_study(3, n_img=37, n_feat=5, n_rat=3)
-    path = tmp_path / "s.zarr"
+    path = store_url
     study.to_zarr(path, group="studies/demo", zarr_format=3, consolidated=False,
                   encoding={"annotation": {"chunks": (16, 2, 2, 8)}})
     lazy = xr.open_zarr(path, group="studies/demo", consolidated=False)

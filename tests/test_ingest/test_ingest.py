@@ -28,8 +28,14 @@ def _full_store(url, dirs):
     return store
 
 
-def test_round_trip_bit_exact(sample_dirs, store_url):
-    store = _full_store(store_url, sample_dirs)
+@pytest.fixture(scope="module")
+def full_store(sample_dirs, module_store_url):
+    """The whole sample archive ingested once per store kind; the tests below only read it."""
+    return _full_store(module_store_url, sample_dirs)
+
+
+def test_round_trip_bit_exact(sample_dirs, full_store):
+    store = full_store
     ids = sorted(p.stem for p in sample_dirs["train"].glob("ISIC_???????.jpg"))
     assert sorted(store.image_ids()) == ids
     study = store.study(STUDY).load()
@@ -68,9 +74,8 @@ def test_round_trip_bit_exact(sample_dirs, store_url):
     assert frame.loc["ISIC_0000002", "clinical.age_approximate"] == "unknown"
 
 
-def test_plain_xarray_opens_every_group(sample_dirs, tmp_path):
-    url = str(tmp_path / "s.zarr")
-    _full_store(url, sample_dirs)
+def test_plain_xarray_opens_every_group(full_store, module_store_url):
+    url = module_store_url
     ds = xr.open_zarr(url, group="images/ISIC_0000000", consolidated=False)
     assert set(ds.data_vars) == {"image", "superpixels", "mask", "attribute"}
     assert list(ds["channel"].values) == ["R", "G", "B"]
@@ -170,8 +175,8 @@ def test_features_of_an_image_not_in_the_store(sample_dirs, tmp_path):
     assert all("ingest the image itself first" in b.reason for b in report.failed)
 
 
-def test_read_gives_the_arrays_as_numpy(sample_dirs, tmp_path):
-    store = _full_store(str(tmp_path / "s.zarr"), sample_dirs)
+def test_read_gives_the_arrays_as_numpy(full_store):
+    store = full_store
     ds = store.image("ISIC_0000002").load()
     for name in ("image", "superpixels", "mask", "attribute"):
         np.testing.assert_array_equal(store.read("ISIC_0000002", name), ds[name].values)

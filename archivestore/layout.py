@@ -39,11 +39,13 @@ __all__ = [
     "STATE_KEY",
     "STUDY_CHUNKS",
     "TILE",
+    "VOLUME_CHUNKS",
     "Layout",
     "compressors",
     "escape_name",
     "tile_chunks",
     "unescape_name",
+    "volume_chunks",
 ]
 
 LAYOUT_VERSION = 2
@@ -63,6 +65,10 @@ ROW_CHUNK = 65536
 
 STUDY_CHUNKS = {"image": 16, "feature": 8, "rater": 8, "superpixel": 2048}
 """Chunk length of each dimension of a study's arrays."""
+
+VOLUME_CHUNKS = {"segment": 1, "z": 16, "y": 512, "x": 512}
+"""Chunks of volumes and label volumes: 16 slices of up to 512x512 (8 MB of int16 before
+compression) — an axial slice reads one object, a coronal or sagittal one a column of them."""
 
 ZSTD_LEVEL = 3
 
@@ -121,6 +127,11 @@ def tile_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...
     return tuple(out)
 
 
+def volume_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
+    """Chunks of a volume or label volume (see :data:`VOLUME_CHUNKS`)."""
+    return tuple(max(1, min(n, VOLUME_CHUNKS.get(d, n))) for n, d in zip(shape, dims, strict=True))
+
+
 @dataclass(frozen=True)
 class Layout:
     """Group paths of one layout version; ``store.layout`` is the one its store was written with."""
@@ -131,12 +142,18 @@ class Layout:
     MASKS = "masks"
     STUDIES = "studies"
     METADATA = "metadata"
+    SERIES = "series"
+    SEGMENTATIONS = "segmentations"
+    SERIES_METADATA = "series_metadata"
+    SEGMENTATION_OVERLAP = "segmentation_overlap"
     LOCKS = "_locks"
 
     @property
     def top_groups(self) -> tuple[str, ...]:
         """Groups every store has from its creation on."""
-        return (self.IMAGES, self.MASKS, self.STUDIES, self.METADATA, self.LOCKS, f"{self.LOCKS}/{self.IMAGES}")
+        return (self.IMAGES, self.MASKS, self.STUDIES, self.METADATA, self.SERIES, self.SEGMENTATIONS,
+                self.SERIES_METADATA, self.LOCKS, f"{self.LOCKS}/{self.IMAGES}", f"{self.LOCKS}/{self.SERIES}",
+                f"{self.LOCKS}/{self.SEGMENTATIONS}")
 
     def node(self, name: str) -> str:
         """The node name of an archive name in this layout."""
@@ -167,6 +184,14 @@ class Layout:
     def overlap(self, study: str) -> str:
         """``studies/<study>/overlap``: the study's rater overlap."""
         return f"{self.study(study)}/overlap"
+
+    def series(self, series_id: str) -> str:
+        """``series/<id>``: one image volume (a SeriesInstanceUID, or ``<uid>_part<k>`` for a split series)."""
+        return f"{self.SERIES}/{self.node(series_id)}"
+
+    def segmentation(self, series_uid: str) -> str:
+        """``segmentations/<SEG SeriesInstanceUID>``: one DICOM SEG as label volumes."""
+        return f"{self.SEGMENTATIONS}/{self.node(series_uid)}"
 
     def lock(self, name: str) -> str:
         """The key of lease ``name`` (a group path such as ``images/<id>``, or ``tables``)."""

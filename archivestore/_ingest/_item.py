@@ -9,28 +9,18 @@ Everything runs under the lease of the image, so two writers never write one gro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from archivestore._ingest._results import ItemResult
 from archivestore.errors import BadItem
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.layout import GROUND_TRUTH
 from archivestore.sources import Item
 from archivestore.store import GroupWriter, Store, StudyRow
 
-__all__ = ["ItemResult", "process_item"]
-
-
-@dataclass
-class ItemResult:
-    """What writing one item did; the submitting process appends ``record`` and ``rows``."""
-
-    wrote: bool
-    rows: list[tuple[str, StudyRow]]
-    record: dict[str, Any] | None  # the record written now, None if the group was complete
-    error: BadItem | None = None    # the image is stored but its annotations were not
+__all__ = ["process_item"]
 
 
 def _load(item: Item, what: str, loader: Callable[[], bytes]) -> bytes:

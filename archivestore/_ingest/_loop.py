@@ -22,11 +22,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from archivestore._ingest._item import ItemResult, process_item
+from archivestore._ingest._item import process_item
+from archivestore._ingest._results import ItemResult, SeriesResult
 from archivestore._ingest._runner import runner
 from archivestore.errors import BadItem, InvalidInputError
 from archivestore.layout import GROUND_TRUTH
-from archivestore.sources import Item, validate_id
+from archivestore.sources import Item, SeriesItem, validate_id
 from archivestore.store import Store, StudyRow
 
 __all__ = ["IngestReport", "ingest"]
@@ -34,11 +35,13 @@ __all__ = ["IngestReport", "ingest"]
 
 @dataclass
 class IngestReport:
-    """What an ingest did: ids written, ids already complete, and the bad items."""
+    """What an ingest did: ids written, ids already complete, the bad items, and warnings."""
 
     ingested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[BadItem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Items stored with a caveat, e.g. ``<uid>: uneven slice spacing ...``."""
 
     @property
     def ok(self) -> bool:
@@ -57,31 +60,39 @@ class _Pending:
     def __init__(self, store: Store, batch_size: int, table_batch: int, table_seconds: float) -> None:
         self.store = store
         self.index = store.table_index()
+        self.series_index = store.table_index(store.layout.SERIES_METADATA)
         self.records: dict[str, dict[str, Any]] = {}
+        self.series_records: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, list[StudyRow]] = {}
         self.n_rows = 0
         self.limits = (batch_size, table_batch, table_seconds)
         self.last_table = time.monotonic()
 
-    def add(self, item_id: str, result: ItemResult) -> None:
-        if item_id not in self.index:
-            self.records[item_id] = result.record if result.record is not None else self.store.image_record(item_id)
-        for study, row in result.rows:
-            self.rows.setdefault(study, []).append(row)
-            self.n_rows += 1
+    def add(self, item_id: str, result: ItemResult | SeriesResult) -> None:
+        if isinstance(result, ItemResult):
+            if item_id not in self.index:
+                self.records[item_id] = result.record if result.record is not None \
+                    else self.store.image_record(item_id)
+            for study, row in result.rows:
+                self.rows.setdefault(study, []).append(row)
+                self.n_rows += 1
+        else:
+            self.series_records.update((k, v) for k, v in result.rows.items() if k not in self.series_index)
         batch_size, table_batch, table_seconds = self.limits
-        table = len(self.records) >= table_batch or bool(
-            self.records and time.monotonic() - self.last_table > table_seconds)
+        waiting = len(self.records) + len(self.series_records)
+        table = waiting >= table_batch or bool(waiting and time.monotonic() - self.last_table > table_seconds)
         if table or self.n_rows >= batch_size:
             self.flush(table)
 
     def flush(self, table: bool = True) -> None:
-        if not self.rows and not (table and self.records):
+        if not self.rows and not (table and (self.records or self.series_records)):
             return
-        self.store.append_tables(self.records if table else None, self.rows, self.index)
+        self.store.append_tables(self.records if table else None, self.rows, self.index,
+                                 series_records=self.series_records if table else None,
+                                 series_index=self.series_index)
         self.rows, self.n_rows = {}, 0
         if table:
-            self.records = {}
+            self.records, self.series_records = {}, {}
             self.last_table = time.monotonic()
 
 
@@ -93,10 +104,13 @@ class _Admission:
         self.seen: set[str] = set()
         self.done: dict[str, set[tuple[str, str]]] = {}
 
-    def __call__(self, item: Item) -> Item:
+    def __call__(self, item: Item | SeriesItem) -> Item | SeriesItem:
         validate_id(item.id, item.where)
         if item.id in self.seen:
-            raise BadItem(item.id, item.where, "the same image id appears twice in this source")
+            raise BadItem(item.id, item.where, "the same id appears twice in this source")
+        if isinstance(item, SeriesItem):
+            self.seen.add(item.id)
+            return item
         if item.rater != GROUND_TRUTH:
             validate_id(item.rater, f"rater of {item.where}")
         for name in {item.id, item.rater, *(a.study for a in item.annotations)}:
@@ -116,7 +130,7 @@ class _Admission:
         return self.done[study]
 
 
-def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item) -> None:
+def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item | SeriesItem) -> None:
     try:
         result = fut.result()
     except BadItem as exc:
@@ -125,7 +139,9 @@ def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item) -> N
     except Exception as exc:  # anything unexpected still belongs to this one item
         report.failed.append(BadItem(item.id, item.where, f"{type(exc).__name__}: {exc}"))
         return
-    if result.error is not None:
+    if isinstance(result, SeriesResult):
+        report.warnings.extend(result.warnings)
+    if isinstance(result, ItemResult) and result.error is not None:
         report.failed.append(result.error)
     elif result.wrote:
         report.ingested.append(item.id)
@@ -134,9 +150,23 @@ def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item) -> N
     pending.add(item.id, result)
 
 
+def _is_seg(item: SeriesItem) -> bool:
+    """Whether the archive's record says the series is a SEG (they are written after the others)."""
+    return str(item.metadata.get("Modality", "")).upper() == "SEG"
+
+
+def _task(item: Item | SeriesItem) -> Any:
+    """The function that writes one item (series code loads only when a series comes)."""
+    if isinstance(item, SeriesItem):
+        from archivestore._ingest._series import process_series
+
+        return process_series
+    return process_item
+
+
 def ingest(
     store: Store,
-    source: Iterable[Item],
+    source: Iterable[Item | SeriesItem],
     *,
     workers: int | None = None,
     client: Any = None,
@@ -152,8 +182,11 @@ def ingest(
     store
         The target store.
     source
-        Any iterable of :class:`~archivestore.sources.Item`; if it has a ``problems``
-        list (items it could not even form), those are reported too.
+        Any iterable of :class:`~archivestore.sources.Item` (images) and
+        :class:`~archivestore.sources.SeriesItem` (DICOM series); if it has a
+        ``problems`` list (items it could not even form), those are reported too.
+        Series whose record says ``Modality: SEG`` are written after the others,
+        because a segmentation is stored on the grid of the volume it segments.
     workers
         Worker threads decoding and writing images (default: the number of CPUs).
     client
@@ -183,13 +216,18 @@ def ingest(
     total = len(source) if isinstance(source, Sized) else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
     run = runner(workers, client)
-    futures: dict[Any, Item] = {}
+    futures: dict[Any, Item | SeriesItem] = {}
+    later: list[SeriesItem] = []
 
     def drain(limit: int) -> None:
         while len(futures) > limit:
             for fut in run.wait_some(futures):
                 _collect(report, pending, fut, futures.pop(fut))
                 bar.update()
+
+    def submit(item: Item | SeriesItem) -> None:
+        futures[run.submit(_task(item), store, item)] = item
+        drain(run.slots - 1)
 
     try:
         for item in source:
@@ -199,8 +237,13 @@ def ingest(
                 report.failed.append(exc)
                 bar.update()
                 continue
-            futures[run.submit(process_item, store, item)] = item
-            drain(run.slots - 1)
+            if isinstance(item, SeriesItem) and _is_seg(item):
+                later.append(item)
+            else:
+                submit(item)
+        drain(0)
+        for item in later:  # segmentations, once the volumes they segment are stored
+            submit(item)
         drain(0)
         pending.flush()
     finally:

@@ -67,12 +67,13 @@ class GroupWriter:
         self.group = group
         self.fresh = fresh
 
-    def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], **attrs: Any) -> str:
-        """Write ``data`` as array ``name`` in TILE-sized chunks; return its checksum."""
+    def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
+                  chunks: tuple[int, ...] | None = None, **attrs: Any) -> str:
+        """Write ``data`` as array ``name`` (TILE-sized chunks unless ``chunks``); return its checksum."""
         spec: dict[str, Any] = dict(
             shape=data.shape,
             dtype=data.dtype,
-            chunks=tile_chunks(data.shape, dims),
+            chunks=chunks or tile_chunks(data.shape, dims),
             compressors=compressors(),
             fill_value=0,
             dimension_names=dims,
@@ -88,13 +89,21 @@ class GroupWriter:
         arr[...] = data
         return checksum(data)
 
-    def put_coord(self, name: str, labels: list[str], **attrs: Any) -> None:
-        """Write a string coordinate ``name`` (dimension of the same name)."""
+    def put_coord(self, name: str, labels: list[str], *, dim: str | None = None, **attrs: Any) -> None:
+        """Write a string coordinate ``name`` along ``dim`` (default: the dimension of the same name)."""
         arr = self.group.create_array(
             name, shape=(len(labels),), dtype=str, chunks=(max(len(labels), 1),), fill_value="",
-            dimension_names=(name,), overwrite=not self.fresh, attributes=attrs or None,
+            dimension_names=(dim or name,), overwrite=not self.fresh, attributes=attrs or None,
         )
         arr[...] = np.array(labels, dtype=str)
+
+    def put_values(self, name: str, values: np.ndarray, dim: str, **attrs: Any) -> None:
+        """Write a small numeric 1-D array (a coordinate such as ``z`` in mm) in one chunk."""
+        arr = self.group.create_array(
+            name, shape=values.shape, dtype=values.dtype, chunks=(max(values.shape[0], 1),), fill_value=0,
+            dimension_names=(dim,), overwrite=not self.fresh, attributes=attrs or None,
+        )
+        arr[...] = values
 
     def finish(self, state: dict[str, Any]) -> None:
         """Write the ``_archivestore`` attribute: the completion marker goes in last."""

@@ -125,19 +125,26 @@ def _create_column(group: zarr.Group, name: str, kind: str, path: Path, n: int) 
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else "",
         compressors=compressors(),
-        dimension_names=("image",),
+        dimension_names=(_row(group),),
         attributes={"path": list(path), "value_type": kind},
         overwrite=True,
     )
     return arr
 
 
-def _ensure_table(group: zarr.Group) -> None:
-    if "image" in group:
+def _row(group: zarr.Group) -> str:
+    """The table's row dimension (``image`` for ``metadata``, ``series`` for ``series_metadata``)."""
+    return str(group.attrs.get("row_dimension", "image"))
+
+
+def _ensure_table(group: zarr.Group, row: str) -> None:
+    if row != "image" and "row_dimension" not in group.attrs:
+        group.attrs["row_dimension"] = row
+    if _row(group) in group:
         return
     group.create_array(
-        "image", shape=(0,), chunks=(ROW_CHUNK,), dtype=str, fill_value="",
-        compressors=compressors(), dimension_names=("image",),
+        row, shape=(0,), chunks=(ROW_CHUNK,), dtype=str, fill_value="",
+        compressors=compressors(), dimension_names=(row,),
     )
     group.create_array(
         "field", shape=(0,), chunks=(4096,), dtype=str, fill_value="",
@@ -145,7 +152,7 @@ def _ensure_table(group: zarr.Group) -> None:
     )
     group.create_array(
         "field_state", shape=(0, 0), chunks=(ROW_CHUNK, 64), dtype="uint8", fill_value=ABSENT,
-        compressors=compressors(), dimension_names=("image", "field"),
+        compressors=compressors(), dimension_names=(row, "field"),
         attributes={
             "flag_values": [PRESENT, ABSENT, NULL],
             "flag_meanings": "present absent null",
@@ -156,9 +163,10 @@ def _ensure_table(group: zarr.Group) -> None:
 
 def table_ids(group: zarr.Group) -> list[str]:
     """Image ids of the rows of a metadata group (empty if it has no table yet)."""
-    if "image" not in group:
+    row = _row(group)
+    if row not in group:
         return []
-    return [str(v) for v in np.asarray(array(group, "image")[:])]
+    return [str(v) for v in np.asarray(array(group, row)[:])]
 
 
 class TableIndex:
@@ -174,11 +182,12 @@ class TableIndex:
         self.n = 0
 
     def refresh(self, group: zarr.Group) -> TableIndex:
-        n = array(group, "image").shape[0] if "image" in group else 0
+        row = _row(group)
+        n = array(group, row).shape[0] if row in group else 0
         if n < self.n:
             self.ids, self.n = set(), 0
         if n > self.n:
-            self.ids.update(str(v) for v in np.asarray(array(group, "image")[self.n:n]))
+            self.ids.update(str(v) for v in np.asarray(array(group, row)[self.n:n]))
             self.n = n
         return self
 
@@ -186,21 +195,24 @@ class TableIndex:
         return image_id in self.ids
 
 
-def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None) -> int:
-    """Append one row per ``{image_id: record}`` not yet in the table; return rows added.
+def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None,
+                *, row: str = "image") -> int:
+    """Append one row per ``{id: record}`` not yet in the table; return rows added.
 
     New fields become new variables (absent in earlier rows); a variable whose type
     cannot hold a new value exactly is rewritten as the wider type (``int`` → ``float``,
-    anything mixed → ``json``). The ``image`` coordinate is written last, so a reader
-    never sees rows whose values are not written yet. Pass the same ``index`` to
-    successive calls to spare re-reading the ids (it is refreshed here).
+    anything mixed → ``json``). The row coordinate (``row``, the dimension a new
+    table gets) is written last, so a reader never sees rows whose values are not
+    written yet. Pass the same ``index`` to successive calls to spare re-reading the
+    ids (it is refreshed here).
     """
-    _ensure_table(group)
+    _ensure_table(group, row)
+    row_dim = _row(group)
     index = (index or TableIndex()).refresh(group)
     records = {k: v for k, v in records.items() if k not in index}
     if not records:
         return 0
-    n_old = array(group, "image").shape[0]
+    n_old = array(group, row_dim).shape[0]
     ids = list(records)
     n_new = n_old + len(ids)
     flat = [flatten(records[i]) for i in ids]
@@ -215,8 +227,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
 
     # which columns the new rows touch, and the type each needs
     needed: dict[Path, str] = {}
-    for row in flat:
-        for path, value in row.items():
+    for leaves in flat:
+        for path, value in leaves.items():
             needed[path] = _merge(needed.get(path, "null"), _kind(value))
 
     new_fields: list[str] = []
@@ -224,7 +236,7 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
         existing = by_path.get(path)
         if existing is None:
             name = variable_name(path)
-            while name in columns or name in ("image", "field", "field_state"):
+            while name in columns or name in (row_dim, "field", "field_state"):
                 name += "%"  # unreachable for escaped names; kept as a guard
             columns[name] = _create_column(group, name, kind, path, n_old)
             field_paths[name] = path
@@ -240,8 +252,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     all_fields = fields + new_fields
     field_index = {n: j for j, n in enumerate(all_fields)}
     states = np.full((len(ids), len(all_fields)), ABSENT, dtype=np.uint8)
-    for r, row in enumerate(flat):
-        for path, value in row.items():
+    for r, leaves in enumerate(flat):
+        for path, value in leaves.items():
             states[r, field_index[by_path[path]]] = NULL if value is None else PRESENT
 
     # grow every array, write the new rows, and the image coordinate last
@@ -261,7 +273,7 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
         field_arr = array(group, "field")
         field_arr.resize((len(all_fields),))
         field_arr[len(fields):] = np.array(new_fields, dtype=str)
-    image_arr = array(group, "image")
+    image_arr = array(group, row_dim)
     image_arr.resize((n_new,))
     image_arr[n_old:n_new] = np.array(ids, dtype=str)
     index.ids.update(ids)
@@ -326,7 +338,8 @@ def read_frame(ds: xr.Dataset) -> pd.DataFrame:
             col = pd.array(values.astype(object), dtype="string")
         col[~present] = pd.NA
         data[label] = col
-    index = pd.Index([str(v) for v in ds["image"].values], name="image")
+    row = str(ds["field_state"].dims[0])
+    index = pd.Index([str(v) for v in ds[row].values], name=row)
     return pd.DataFrame(data, index=index)
 
 
@@ -337,7 +350,7 @@ def read_records(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     stays ``None``, ints, floats, bools, strings, lists and empty objects come back
     as they were (an int in a column that also held floats comes back as a float).
     """
-    ids = [str(v) for v in ds["image"].values]
+    ids = [str(v) for v in ds[str(ds["field_state"].dims[0])].values]
     fields, states = _read_columns(ds)
     out: dict[str, dict[str, Any]] = {i: {} for i in ids}
     for j, name in enumerate(fields):
@@ -368,12 +381,13 @@ def repair(group: zarr.Group) -> None:
     chunk that a shrink cuts through, and a later append that grows the array again
     must find "missing" there, not the old values (appends skip untouched variables).
     """
-    if "image" not in group:
+    row = _row(group)
+    if row not in group:
         return
-    n = array(group, "image").shape[0]
+    n = array(group, row).shape[0]
     fields = set(str(v) for v in np.asarray(array(group, "field")[:]))
     for name, arr in list(group.arrays()):
-        if name in ("image", "field"):
+        if name in (row, "field"):
             continue
         want: tuple[int, ...]
         if name == "field_state":

@@ -24,7 +24,6 @@ from zarr.core.sync import sync
 from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
-from archivestore.store._groups import array
 from archivestore.store._writing import StoreWriting
 
 __all__ = ["Store", "open_store"]
@@ -214,35 +213,73 @@ class Store(StoreWriting):
         have = set(self._names(self.layout.rater(rater)))
         return [i for i in complete if i in have]
 
-    # -- metadata table ---------------------------------------------------------------
-    @property
-    def _table(self) -> zarr.Group:
-        return self.root[self.layout.METADATA]  # type: ignore[return-value]
+    # -- metadata tables ---------------------------------------------------------------
+    def _table_path(self, table: str) -> str:
+        paths = {"images": self.layout.METADATA, "series": self.layout.SERIES_METADATA}
+        if table not in paths:
+            raise InvalidInputError(f"table is 'images' or 'series', not {table!r}")
+        return paths[table]
 
-    def metadata(self) -> xr.Dataset:
-        """The metadata table: one row per complete image along ``image``."""
-        if "image" not in self._table:
-            return xr.Dataset(coords={"image": np.array([], dtype=str), "field": np.array([], dtype=str)})
-        return self.open_dataset(self.layout.METADATA)
+    def _table_group(self, table: str = "images") -> zarr.Group | None:
+        try:
+            group = self.root[self._table_path(table)]
+        except KeyError:
+            return None
+        return group if isinstance(group, zarr.Group) else None
+
+    def metadata(self, table: str = "images") -> xr.Dataset:
+        """A metadata table: one row per complete image (``images``) or series (``series``)."""
+        group = self._table_group(table)
+        row = "image" if table == "images" else "series"
+        if group is None or row not in group:
+            return xr.Dataset(coords={row: np.array([], dtype=str), "field": np.array([], dtype=str)})
+        return self.open_dataset(self._table_path(table))
 
     def image_ids(self) -> list[str]:
         """Ids of the complete images, in ingest order."""
-        return _metadata.table_ids(self._table)
+        group = self._table_group()
+        return [] if group is None else _metadata.table_ids(group)
+
+    def series_ids(self) -> list[str]:
+        """Ids of the complete volumes and segmentations (``series_metadata`` rows), in ingest order."""
+        group = self._table_group("series")
+        return [] if group is None else _metadata.table_ids(group)
 
     def __len__(self) -> int:
-        group = self._table
-        return int(array(group, "image").shape[0]) if "image" in group else 0
+        return len(self.image_ids())
 
     def __contains__(self, image_id: object) -> bool:
         return isinstance(image_id, str) and self.is_complete(image_id)
 
-    def metadata_frame(self) -> pd.DataFrame:
-        """The table as a pandas DataFrame (index image id, columns dotted key paths)."""
-        return _metadata.read_frame(self.metadata())
+    def metadata_frame(self, table: str = "images") -> pd.DataFrame:
+        """A table as a pandas DataFrame (index image or series id, columns dotted key paths)."""
+        return _metadata.read_frame(self.metadata(table))
 
-    def metadata_records(self) -> dict[str, dict[str, Any]]:
+    def metadata_records(self, table: str = "images") -> dict[str, dict[str, Any]]:
         """Every row's leaf values re-nested exactly as in the original records."""
-        return _metadata.read_records(self.metadata())
+        return _metadata.read_records(self.metadata(table))
+
+    # -- radiology ----------------------------------------------------------------------
+    def _complete(self, path: str, what: str) -> xr.Dataset:
+        if not (self.group_state(path) or {}).get("complete"):
+            raise NotFoundError(f"no complete {what} in {self.url}")
+        return self.open_dataset(path)
+
+    def volume(self, series_id: str) -> xr.Dataset:
+        """``series/<id>`` as a lazy Dataset: ``volume`` (z, y, x) with coordinates in mm."""
+        return self._complete(self.layout.series(series_id), f"volume {series_id!r}")
+
+    def segmentation(self, series_uid: str) -> xr.Dataset:
+        """``segmentations/<uid>`` as a lazy Dataset: ``labels`` (segment, z, y, x)."""
+        return self._complete(self.layout.segmentation(series_uid), f"segmentation {series_uid!r}")
+
+    def segmentations_of(self, series_uid: str) -> list[xr.Dataset]:
+        """The stored segmentations of a series (found through the ``series_metadata`` table)."""
+        frame = self.metadata_frame("series")
+        if "store.source_series" not in frame:
+            return []
+        column = frame["store.source_series"].astype(object)
+        return [self.segmentation(uid) for uid in frame.index[column == series_uid]]
 
     # -- studies ----------------------------------------------------------------------
     def studies(self) -> list[str]:
@@ -292,6 +329,7 @@ class Store(StoreWriting):
             "url": self.url,
             "layout": self.layout.version,
             "images": len(self),
+            "series": len(self.series_ids()),
             "metadata_fields": int(self.metadata().sizes.get("field", 0)),
             "studies": studies,
             "mask_raters": self.mask_raters(),

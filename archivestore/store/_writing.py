@@ -72,6 +72,14 @@ class StoreWriting:
         group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
         return GroupWriter(group, fresh=True)
 
+    def series_group(self, path: str, *, replace: bool, attributes: Mapping[str, Any] | None = None) -> GroupWriter:
+        """A writer for a new ``series/<id>`` or ``segmentations/<uid>`` group (``path`` from :attr:`layout`).
+
+        ``replace=True`` drops an interrupted group first.
+        """
+        group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
+        return GroupWriter(group, fresh=True)
+
     def drop_item(self, path: str) -> None:
         """Replace the item group at ``path`` by an empty one (``verify --repair`` before fetching it again)."""
         self.root.create_group(path, overwrite=True)
@@ -91,24 +99,32 @@ class StoreWriting:
 
     def append_tables(self, records: Mapping[str, Mapping[str, Any]] | None = None,
                       study_rows: Mapping[str, list[StudyRow]] | None = None,
-                      index: _metadata.TableIndex | None = None) -> int:
-        """Append metadata rows (``{image_id: record}``) and study rows (``{study: rows}``) under the tables lease.
+                      index: _metadata.TableIndex | None = None, *,
+                      series_records: Mapping[str, Mapping[str, Any]] | None = None,
+                      series_index: _metadata.TableIndex | None = None) -> int:
+        """Append rows to the shared tables under the ``tables`` lease.
 
-        Ids already in the table are skipped, so an append can be repeated. Returns
-        the number of metadata rows added. Pass the same ``index`` to successive calls
-        to spare re-reading the table's ids.
+        ``records`` (``{image_id: record}``) go to ``metadata``, ``study_rows``
+        (``{study: rows}``) to the studies, ``series_records`` (``{series id: record}``)
+        to ``series_metadata``. Each table is first trimmed back to its coordinates (an
+        append cut short), and ids already in a table are skipped, so an append can be
+        repeated. Returns the number of rows added to the tables. Pass the same indexes
+        (:meth:`table_index`) to successive calls to spare re-reading the ids.
         """
         added = 0
         with self.lease("tables"):
             for study, rows in (study_rows or {}).items():
                 if rows:
                     append_study(self.ensure_group(self.layout.study(study), study), rows)
-            if records:
-                table = self.root[self.layout.METADATA]
-                _metadata.repair(table)  # type: ignore[arg-type]
-                added = _metadata.append_rows(table, records, index)  # type: ignore[arg-type]
+            for path, table_rows, table_index, row in (
+                    (self.layout.METADATA, records, index, "image"),
+                    (self.layout.SERIES_METADATA, series_records, series_index, "series")):
+                if table_rows:
+                    table = self.ensure_group(path)
+                    _metadata.repair(table)
+                    added += _metadata.append_rows(table, table_rows, table_index, row=row)
         return added
 
-    def table_index(self) -> _metadata.TableIndex:
-        """The ids of the metadata table's rows, to pass to :meth:`append_tables`."""
-        return _metadata.TableIndex().refresh(self.root[self.layout.METADATA])  # type: ignore[arg-type]
+    def table_index(self, table: str = "metadata") -> _metadata.TableIndex:
+        """The ids of a table's rows (``metadata`` or ``series_metadata``), to pass to :meth:`append_tables`."""
+        return _metadata.TableIndex().refresh(self.ensure_group(table))

@@ -1,0 +1,132 @@
+"""DICOM series into the store: volumes and SEG label volumes equal the field's own readers, the
+series table, resumption, and per-series errors while the rest goes in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+pytest.importorskip("highdicom")
+
+from archivestore import ingest, open_store  # noqa: E402
+from archivestore.dicom import read_segmentation, read_series  # noqa: E402
+from archivestore.layout import escape_name  # noqa: E402
+from archivestore.sources import SeriesItem  # noqa: E402
+from archivestore.testing import dicom as fx  # noqa: E402
+
+
+def _item(files: list[tuple[str, bytes]], *, modality: str | None = None, **record: object) -> SeriesItem:
+    uid = str(fx.datasets(files[:1])[0].SeriesInstanceUID)
+    meta = {"SeriesInstanceUID": uid, "Collection": "Test-Collection", **record}
+    if modality:
+        meta["Modality"] = modality
+    return SeriesItem(id=uid, metadata=meta, files=lambda: files, where=f"test://{uid}")
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return fx.ct_series(6, seed="ct-a", slope=2.0, intercept=-1024.0)
+
+
+@pytest.fixture(scope="module")
+def segs(ct):
+    volume = read_series(ct)[0]
+    masks = fx.blob_masks(volume.array.shape, 2, empty_slices=(0, 5), seed=1)
+    manual = fx.segmentation(ct, masks, seed="seg-manual", creator="Doe^Jane")
+    auto = fx.segmentation(ct, fx.blob_masks(volume.array.shape, 2, seed=2, fractional=True),
+                           seed="seg-auto", fractional=True, algorithm="unet", creator=None)
+    return manual, auto
+
+
+def test_volumes_and_segmentations_round_trip(ct, segs, store_url):
+    store = open_store(store_url, mode="a")
+    manual, auto = segs
+    # the SEGs come first in the source: the ingest writes them after the volume they segment
+    items = [_item(manual, modality="SEG"), _item(auto, modality="SEG"), _item(ct, modality="CT")]
+    report = ingest(store, items, progress=False)
+    assert report.ok, report.failed
+    assert len(report.ingested) == 3
+    uid = items[2].id
+    reference = read_series(ct)[0]
+    ds = store.volume(uid)
+    assert ds["volume"].dtype == reference.array.dtype
+    np.testing.assert_array_equal(ds["volume"].values, reference.array)
+    np.testing.assert_array_equal(ds["z"].values, reference.z)
+    assert list(ds["sop_instance_uid"].values) == list(reference.sop_instance_uids)
+    np.testing.assert_array_equal(np.asarray(ds.attrs["affine"]), reference.affine)
+    assert ds.attrs["uniform_spacing"] is True and ds["z"].attrs["units"] == "mm"
+    assert "7FE00010" not in ds.attrs["dicom"]  # no pixel data in the header
+    for files, item in ((manual, items[0]), (auto, items[1])):
+        expected = read_segmentation(files, reference)
+        seg = store.segmentation(item.id)
+        np.testing.assert_array_equal(seg["labels"].values, expected.labels)
+        assert seg["labels"].dtype == expected.labels.dtype
+        assert list(seg["segment_code"].values) == list(expected.segment_code)
+        assert seg.attrs["rater"] == expected.rater and seg.attrs["source_series"] == uid
+        np.testing.assert_array_equal(seg["z"].values, ds["z"].values)
+    assert store.segmentation(items[1].id)["labels"].dtype == np.float32
+    assert sorted(s.attrs["series_instance_uid"] for s in store.segmentations_of(uid)) == \
+        sorted([items[0].id, items[1].id])
+    # the series table: archive record and main DICOM attributes
+    frame = store.metadata_frame("series")
+    assert set(frame.index) == {items[0].id, items[1].id, uid}
+    assert frame.loc[uid, "Collection"] == "Test-Collection"
+    assert frame.loc[uid, "dicom.Modality"] == "CT" and frame.loc[uid, "dicom.slices"] == 6
+    assert frame.loc[items[0].id, "store.kind"] == "segmentation"
+    assert store.info()["series"] == 3
+    # plain xarray
+    plain = xr.open_zarr(store.zstore, group=f"series/{escape_name(uid)}", consolidated=False)
+    np.testing.assert_array_equal(plain["volume"].values, reference.array)
+
+
+def test_rerun_fetches_nothing_and_restores_rows(ct, tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    calls = []
+
+    def files():
+        calls.append(1)
+        return ct
+
+    item = _item(ct)
+    item = SeriesItem(id=item.id, metadata=item.metadata, files=files, where=item.where)
+    assert ingest(store, [item], progress=False).ok and len(calls) == 1
+    again = ingest(store, [item], progress=False)
+    assert again.ok and again.skipped == [item.id] and len(calls) == 1
+    # a lost table row comes back from the group's state, still without fetching
+    store.root["series_metadata"]["series"].resize((0,))
+    assert store.series_ids() == []
+    assert ingest(store, [item], progress=False).ok and len(calls) == 1
+    assert store.series_ids() == [item.id]
+
+
+def test_split_uneven_and_bad_series(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    good = fx.ct_series(4, seed="good")
+    mixed = fx.localizer_mixed_series()
+    uneven = fx.uneven_ct_series()
+    corrupt = fx.corrupt_series("truncated")
+    duplicate = fx.duplicate_position_series()
+    orphan_source = fx.ct_series(3, seed="never-ingested")
+    shape = read_series(orphan_source)[0].array.shape
+    orphan = fx.segmentation(orphan_source, fx.blob_masks(shape, 1, empty_slices=()), seed="orphan")
+    items = [_item(good), _item(mixed), _item(uneven), _item(corrupt), _item(duplicate), _item(orphan)]
+    report = ingest(store, items, progress=False)
+    failed = {b.item_id: b.reason for b in report.failed}
+    assert set(failed) == {items[3].id, items[4].id, items[5].id}
+    assert "not in the store" in failed[items[5].id] and items[5].id not in store.series_ids()
+    assert any(name in failed[items[3].id] for name, _ in corrupt)  # the error names the file
+    # a localizer mixed in: separate volumes, never one wrong array
+    parts = sorted(i for i in store.series_ids() if i.startswith(items[1].id + "_part"))
+    expected = read_series(mixed)
+    assert len(parts) == len(expected) == 3  # the axial stack, and each localizer on its own
+    for part, volume in zip(parts, expected, strict=True):
+        np.testing.assert_array_equal(store.volume(part)["volume"].values, volume.array)
+        assert store.volume(part).attrs["part_description"] == volume.part_description
+    # uneven spacing: the true positions, flagged, with a warning naming the series
+    ds = store.volume(items[2].id)
+    assert ds.attrs["uniform_spacing"] is False
+    with pytest.warns(UserWarning, match="uneven"):
+        np.testing.assert_array_equal(ds["z"].values, read_series(uneven)[0].z)
+    assert any(items[2].id in w and "uneven" in w for w in report.warnings)
+    assert store.volume(items[0].id)["volume"].shape[0] == 4

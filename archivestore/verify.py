@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 
 from tqdm.auto import tqdm
 
+from archivestore.sources import Item, SeriesItem
 from archivestore.store import Store, checksum
 
 __all__ = ["Problem", "VerifyReport", "verify"]
@@ -46,7 +48,7 @@ class VerifyReport:
         return not self.problems or (not self.unrepaired and bool(self.repaired))
 
     def summary(self) -> str:
-        text = f"{self.checked} images checked, {len(self.problems)} problems"
+        text = f"{self.checked} items checked, {len(self.problems)} problems"
         if self.repaired or self.unrepaired:
             text += f", {len(self.repaired)} repaired, {len(self.unrepaired)} not repairable"
         return text
@@ -81,8 +83,17 @@ def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem
     return problems
 
 
+def _check_series(store: Store, series_id: str) -> list[Problem]:
+    """A volume or segmentation the series table lists (its group is one of the two)."""
+    path = store.layout.series(series_id)
+    if store.group_state(path) is None:
+        path = store.layout.segmentation(series_id)
+    problem = _check_group(store, series_id, path)
+    return [problem] if problem else []
+
+
 def verify(store: Store, *, repair: bool = False, workers: int | None = None, progress: bool = True) -> VerifyReport:
-    """Check every image against its recorded checksums; optionally repair.
+    """Check every image, volume and segmentation against its recorded checksums; optionally repair.
 
     Parameters
     ----------
@@ -99,9 +110,12 @@ def verify(store: Store, *, repair: bool = False, workers: int | None = None, pr
     report = VerifyReport()
     listed = store.image_ids()
     raters = store.mask_raters()
+    series = store.series_ids()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda i: _check_image(store, i, raters), listed)
-        for problems in tqdm(results, total=len(listed), disable=not progress, desc="verify", unit="image"):
+        results = chain(pool.map(lambda i: _check_image(store, i, raters), listed),
+                        pool.map(lambda s: _check_series(store, s), series))
+        for problems in tqdm(results, total=len(listed) + len(series), disable=not progress, desc="verify",
+                             unit="item"):
             report.checked += 1
             report.problems.extend(problems)
     # groups the table does not list: interrupted writes, or rows lost with a crash
@@ -124,11 +138,12 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
     from archivestore.sources import item_from_origin
 
     unlisted = {p.image_id: store.image_record(p.image_id) for p in report.problems if p.kind == "unlisted"}
-    items = []
+    items: dict[str, Item | SeriesItem] = {}
     for problem in report.problems:
         if problem.kind == "unlisted":
             continue
         state = store.group_state(problem.group) or {}
+        item_id = str(state.get("series") or problem.image_id)  # a part of a split series: its series
         origin = state.get("origin")
         if not origin:
             report.unrepaired.append(Problem(problem.image_id, problem.kind,
@@ -136,14 +151,14 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
             continue
         try:
             # the group's attributes are the record (the table may be mid-repair itself)
-            item = item_from_origin(problem.image_id, origin, store.image_record(problem.image_id))
+            item = item_from_origin(item_id, origin, store.record_of(problem.group))
         except (FileNotFoundError, KeyError, ValueError) as exc:
             report.unrepaired.append(Problem(problem.image_id, problem.kind, f"{problem.detail}; {exc}", problem.group))
             continue
         store.drop_item(problem.group)
-        items.append(item)
+        items[item_id] = item
     if items:
-        result = ingest(store, items, progress=progress)
+        result = ingest(store, list(items.values()), progress=progress)
         report.repaired.extend(result.ingested)
         report.unrepaired.extend(Problem(b.item_id, "damaged", b.reason) for b in result.failed)
     if unlisted:  # the same locked append as ingest: a cut-short append is trimmed back first

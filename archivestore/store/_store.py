@@ -142,7 +142,18 @@ class Store(StoreWriting):
 
     def image_record(self, image_id: str) -> dict[str, Any]:
         """The original metadata record kept as the attributes of ``images/<id>``."""
-        attrs = dict(self.root[self.layout.image(image_id)].attrs)
+        return self.record_of(self.layout.image(image_id))
+
+    def record_of(self, path: str) -> dict[str, Any]:
+        """The archive's record of the item group at ``path``.
+
+        An image group's attributes are its record; a volume or segmentation group
+        keeps it in its ``record`` attribute beside the geometry.
+        """
+        attrs = dict(self.root[path].attrs)
+        if path.startswith((f"{self.layout.SERIES}/", f"{self.layout.SEGMENTATIONS}/")):
+            record = attrs.get("record")
+            return dict(record) if isinstance(record, dict) else {}
         attrs.pop(STATE_KEY, None)
         return attrs
 

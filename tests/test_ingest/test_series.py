@@ -130,3 +130,39 @@ def test_split_uneven_and_bad_series(tmp_path):
         np.testing.assert_array_equal(ds["z"].values, read_series(uneven)[0].z)
     assert any(items[2].id in w and "uneven" in w for w in report.warnings)
     assert store.volume(items[0].id)["volume"].shape[0] == 4
+
+
+def test_verify_finds_and_repairs_a_damaged_volume(ct, segs, tmp_path):
+    from archivestore.sources import item_from_origin
+    from archivestore.verify import verify
+
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    origin_files = {}
+
+    def rebuild(uid, origin, metadata):  # the origin of a test series: its files in memory
+        return SeriesItem(id=uid, metadata=metadata, files=lambda: origin_files[uid], where=f"test://{uid}",
+                          origin=origin)
+
+    items = [_item(ct), _item(segs[0], modality="SEG")]
+    for item in items:
+        origin_files[item.id] = list(item.files())
+    items = [SeriesItem(id=i.id, metadata=i.metadata, files=i.files, where=i.where, origin={"source": "memory-test"})
+             for i in items]
+    assert ingest(store, items, progress=False).ok
+    assert verify(store, progress=False).ok
+    uid = items[0].id
+    array = store.root[store.layout.series(uid)]["volume"]
+    array[0, 0, 0] = int(array[0, 0, 0]) + 1  # damage one voxel
+    report = verify(store, progress=False)
+    assert [(p.image_id, p.kind) for p in report.problems] == [(uid, "damaged")]
+    import archivestore.sources as sources
+
+    sources._ORIGINS["memory-test"] = rebuild
+    try:
+        repaired = verify(store, repair=True, progress=False)
+    finally:
+        del sources._ORIGINS["memory-test"]
+    assert repaired.ok and repaired.repaired == [uid]
+    np.testing.assert_array_equal(store.volume(uid)["volume"].values, read_series(ct)[0].array)
+    assert verify(store, progress=False).ok
+    assert item_from_origin  # the registry verify --repair uses

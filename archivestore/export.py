@@ -19,6 +19,7 @@ __all__ = [
     "BASE_COLUMNS",
     "attributions",
     "export_csv",
+    "export_series_csv",
     "licenses_summary",
     "metadata_table",
     "read_keys",
@@ -154,6 +155,19 @@ def read_keys(path: str | os.PathLike) -> list[tuple[str, str]]:
                 continue
             out.append((row[0], row[1]))
     return out
+
+
+def export_series_csv(source: Any, out: Any, ids: Iterable[str] | None = None) -> int:
+    """Write the ``series_metadata`` table (volumes and segmentations) as CSV; return the number of rows.
+
+    ``source`` is a store or a DataFrame like its ``metadata_frame("series")``; the
+    first column is the series id, then every field by its dotted path.
+    """
+    frame = source if isinstance(source, pd.DataFrame) else source.metadata_frame("series")
+    if ids is not None:
+        frame = frame.loc[list(ids)]
+    frame.to_csv(out, index_label="series", lineterminator="\n")
+    return len(frame)
 
 
 def export_csv(

@@ -193,8 +193,9 @@ class Selection:
     """
 
     def __init__(self, table: pd.DataFrame, ids: Iterable[str], *, json_columns: Iterable[str] = (),
-                 store: Any = None) -> None:
+                 store: Any = None, table_name: str = "images") -> None:
         self.table = table
+        self.table_name = table_name
         self._json = frozenset(json_columns)
         self.store = store
         wanted = set(ids)
@@ -218,7 +219,7 @@ class Selection:
         return set(self.table.index[self._mask(criteria)])
 
     def _new(self, ids: Iterable[str]) -> Selection:
-        return Selection(self.table, ids, json_columns=self._json, store=self.store)
+        return Selection(self.table, ids, json_columns=self._json, store=self.store, table_name=self.table_name)
 
     def refine(self, *criteria: Any) -> Selection:
         """The images of this selection that pass every criterion."""
@@ -242,7 +243,8 @@ class Selection:
         """The selected rows of the store's ``metadata`` group (xarray)."""
         if self.store is None:
             raise ValueError("this selection was made from a DataFrame, not a store")
-        return self.store.metadata().sel(image=self.ids)
+        row = "image" if self.table_name == "images" else "series"
+        return self.store.metadata(self.table_name).sel({row: self.ids})
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -257,14 +259,15 @@ class Selection:
         return f"<Selection of {len(self.ids)} of {len(self.table)} images>"
 
 
-def _json_columns(store: Any) -> set[str]:
-    ds = store.metadata()
+def _json_columns(store: Any, table: str = "images") -> set[str]:
+    ds = store.metadata(table)
     return {".".join(v.attrs["path"]) for v in ds.data_vars.values()
             if v.attrs.get("value_type") == "json" and "path" in v.attrs}
 
 
-def select(source: Any, *criteria: Any, json_columns: Iterable[str] | None = None) -> Selection:
-    """Images whose metadata passes every criterion.
+def select(source: Any, *criteria: Any, json_columns: Iterable[str] | None = None,
+           table: str = "images") -> Selection:
+    """Images (or series) whose metadata passes every criterion.
 
     Parameters
     ----------
@@ -277,6 +280,9 @@ def select(source: Any, *criteria: Any, json_columns: Iterable[str] | None = Non
     json_columns
         Columns holding JSON text (list fields); read from the store's
         ``value_type`` attributes when ``source`` is a store.
+    table
+        ``"images"`` (the ``metadata`` table) or ``"series"`` (``series_metadata``:
+        volumes and segmentations), when ``source`` is a store.
 
     Returns
     -------
@@ -291,10 +297,11 @@ def select(source: Any, *criteria: Any, json_columns: Iterable[str] | None = Non
     import pandas as pd
 
     if isinstance(source, pd.DataFrame):
-        table, store = source, None
+        frame, store = source, None
         json_cols = set(json_columns or ())
     else:
-        table, store = source.metadata_frame(), source
-        json_cols = set(json_columns) if json_columns is not None else (_json_columns(source) if len(table) else set())
-    everything = Selection(table, table.index, json_columns=json_cols, store=store)
+        frame, store = source.metadata_frame(table), source
+        json_cols = set(json_columns) if json_columns is not None else (
+            _json_columns(source, table) if len(frame) else set())
+    everything = Selection(frame, frame.index, json_columns=json_cols, store=store, table_name=table)
     return everything.refine(*criteria) if criteria else everything

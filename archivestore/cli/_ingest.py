@@ -1,4 +1,4 @@
-"""``archivestore ingest challenge|isic|isic-study``: fill a store from a source."""
+"""``archivestore ingest challenge|isic|isic-study|tcia|idc``: fill a store from a source."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import logging
 import sys
 from typing import Any
 
-from archivestore.cli._common import add_scheduler_option, add_store_options, command, open_store, print_report
+from archivestore.cli._common import (
+    add_scheduler_option,
+    add_store_options,
+    command,
+    error,
+    open_store,
+    print_report,
+    storage_option,
+)
 from archivestore.layout import GROUND_TRUTH
 
 __all__ = ["add_ingest_commands"]
@@ -17,12 +25,14 @@ TOKEN_ENV = "ISIC_TOKEN"
 
 
 def add_ingest_commands(subparsers: Any) -> None:
-    """Add ``ingest`` with its sources ``challenge``, ``isic-study`` and ``isic``."""
+    """Add ``ingest`` with its sources ``challenge``, ``isic-study``, ``isic``, ``tcia`` and ``idc``."""
     p = subparsers.add_parser("ingest", help="fill a store from a source")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     _add_challenge(sources)
     _add_isic_study(sources)
     _add_isic(sources)
+    _add_tcia(sources)
+    _add_idc(sources)
 
 
 def _add_challenge(sources: Any) -> None:
@@ -90,7 +100,8 @@ def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
 
     store = open_store(args, mode="a", create=True)
     report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
-    return print_report(f"{report.summary()}{extra}", report.ok, (("FAILED", bad) for bad in report.failed))
+    lines = [*(("WARNING", w) for w in report.warnings), *(("FAILED", bad) for bad in report.failed)]
+    return print_report(f"{report.summary()}{extra}", report.ok, lines)
 
 
 @command
@@ -118,6 +129,68 @@ def _isic(args: argparse.Namespace) -> int:
     api = IsicV2(args.base_url or DEFAULT_V2_URL, token=args.token, **_client_options(args))
     source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,
                               file="thumbnail_256" if args.thumbnails else "full")
+    return _ingest(args, source)
+
+
+def _series_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", default=None, help="collection (as the portal writes it)")
+    p.add_argument("--modality", nargs="+", default=None, help="modalities, e.g. CT SEG")
+    p.add_argument("--patient", default=None, help="PatientID")
+    p.add_argument("--study", default=None, help="StudyInstanceUID")
+    p.add_argument("--series", nargs="+", default=None, metavar="UID", help="SeriesInstanceUIDs")
+    p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
+    p.add_argument("--workers", type=int, default=None, help="series fetched and written at once (default: CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
+    add_store_options(p)
+
+
+def _add_tcia(sources: Any) -> None:
+    p = sources.add_parser(
+        "tcia", help="DICOM series of The Cancer Imaging Archive (NBIA REST API v4): volumes and SEGs",
+        description="Ingest the image series (into series/) and segmentations (into segmentations/) that the "
+        "filters select. Each series' zip is checked before it is read.")
+    _series_filters(p)
+    p.add_argument("--base-url", default=None, help="API root (default: TCIA's public NBIA v4 API)")
+    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
+    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
+    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+    p.set_defaults(func=_tcia, cache_dir=None, cache_expire=0.0)
+
+
+def _add_idc(sources: Any) -> None:
+    p = sources.add_parser(
+        "idc", help="DICOM series of NCI Imaging Data Commons, read from its public buckets",
+        description="Ingest the series the filters, --sql or --series select from IDC's index (idc-index-data, or "
+        "--index FILE) straight from the bucket; needs the idc extra.")
+    _series_filters(p)
+    p.add_argument("--sql", default=None, help='"SELECT SeriesInstanceUID FROM index WHERE ..."')
+    p.add_argument("--index", default=None, metavar="FILE", help="index parquet (default: idc-index-data's)")
+    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
+                   help="fsspec option for the bucket (repeatable), e.g. endpoint_url=http://127.0.0.1:9000")
+    p.set_defaults(func=_idc)
+
+
+@command
+def _tcia(args: argparse.Namespace) -> int:
+    from archivestore.sources.tcia import DEFAULT_NBIA_URL, Tcia, TciaSource
+
+    options = {k: v for k, v in _client_options(args).items() if k not in ("cache_dir", "cache_expire")}
+    tcia = Tcia(args.base_url or DEFAULT_NBIA_URL, progress=False, **options)
+    modality = args.modality[0] if args.modality and len(args.modality) == 1 else None
+    if args.modality and len(args.modality) > 1:
+        return error("ingest tcia takes one --modality (NBIA filters by one)")
+    return _ingest(args, TciaSource(tcia, collection=args.collection, modality=modality, patient=args.patient,
+                                    study=args.study, series=args.series))
+
+
+@command
+def _idc(args: argparse.Namespace) -> int:
+    from archivestore.sources.idc import IdcIndex, IdcSource
+
+    source = IdcSource(IdcIndex(args.index), collection=args.collection, modality=args.modality, sql=args.sql,
+                       series=args.series, patient=args.patient, study=args.study,
+                       source_options=dict(args.source_option) or None, progress=False)
     return _ingest(args, source)
 
 

@@ -29,6 +29,8 @@ def add_table_commands(subparsers: Any) -> None:
     p.add_argument("--remove", action="append", default=[], metavar="CRITERION",
                    help="then drop the images passing this (repeatable)")
     p.add_argument("--count", action="store_true", help="print only the number of images")
+    p.add_argument("--table", choices=("images", "series"), default="images",
+                   help="select images (metadata) or DICOM series (series_metadata)")
     p.add_argument("--columns", default=None, help="print CSV of these comma-separated fields instead of ids")
     add_store_options(p)
     p.set_defaults(func=_select)
@@ -47,6 +49,8 @@ def add_table_commands(subparsers: Any) -> None:
     p.add_argument("--where", action="append", default=[], metavar="CRITERION",
                    help="export only images passing this (repeatable; see 'select')")
     p.add_argument("--licenses", default=None, metavar="PATH", help="also write a licenses/attribution summary here")
+    p.add_argument("--table", choices=("images", "series"), default="images",
+                   help="export images (metadata) or DICOM series (series_metadata: every field by its path)")
     add_store_options(p)
     p.set_defaults(func=_export)
 
@@ -55,7 +59,7 @@ def add_table_commands(subparsers: Any) -> None:
 def _select(args: argparse.Namespace) -> int:
     from archivestore.select import select
 
-    sel = select(open_store(args), *args.criteria)
+    sel = select(open_store(args), *args.criteria, table=args.table)
     for criterion in args.add:
         sel = sel.add(criterion)
     for criterion in args.remove:
@@ -76,14 +80,18 @@ def _select(args: argparse.Namespace) -> int:
 
 @command
 def _export(args: argparse.Namespace) -> int:
-    from archivestore.export import export_csv, licenses_summary, read_keys
+    from archivestore.export import export_csv, export_series_csv, licenses_summary, read_keys
     from archivestore.select import select
 
     store = open_store(args)
-    ids = select(store, *args.where).ids if args.where else None
+    ids = select(store, *args.where, table=args.table).ids if args.where else None
     keys = read_keys(args.keys) if args.keys else None
-    frame = store.metadata_frame()
-    n = export_csv(frame, sys.stdout if args.out == "-" else args.out, ids, keys=keys, all_fields=args.all_fields)
+    frame = store.metadata_frame(args.table)
+    out = sys.stdout if args.out == "-" else args.out
+    if args.table == "series":
+        n = export_series_csv(frame, out, ids)
+    else:
+        n = export_csv(frame, out, ids, keys=keys, all_fields=args.all_fields)
     if args.licenses:
         with open(args.licenses, "w", encoding="utf-8") as f:
             f.write(licenses_summary(frame, ids))

@@ -121,8 +121,8 @@ class SourceTests:
             fs.rm(root, recursive=True)
 
     def stored_ids(self, store: Any) -> set[str]:
-        """The item ids a store holds after an ingest (override for sources of other item kinds)."""
-        return set(store.image_ids())
+        """The item ids a store holds after an ingest: images and series (override for other item kinds)."""
+        return set(store.image_ids()) | {i.split("_part")[0] for i in store.series_ids()}
 
     # -- the checks -------------------------------------------------------------------------
     def test_ids_are_unique_strings_the_store_can_name(self, source: Any) -> None:

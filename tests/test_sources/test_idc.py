@@ -252,18 +252,6 @@ class TestIdcSourceKit(SourceTests):
         s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
         return lambda: len(reads)
 
-    def test_a_bad_item_is_reported_and_the_others_ingested(self, bad_source, bad_item_id):
-        # archivestore.ingest does not take SeriesItems yet: the same promise where the source keeps it,
-        # in the loaders (drop this override when series ingest lands)
-        failed, loaded = [], []
-        for item in bad_source:
-            try:
-                loaded.append((item.id, item.files()))
-            except BadItem as exc:
-                failed.append(exc)
-        assert [bad.item_id for bad in failed] == [bad_item_id] and all(bad.reason for bad in failed)
-        assert len(loaded) == 3 and all(files for _, files in loaded)
-
 
 def test_sources_import_without_the_idc_extra(tmp_path):
     blocked = "import sys\nfor m in ('duckdb', 's3fs', 'idc_index_data'): sys.modules[m] = None\n"

@@ -355,15 +355,3 @@ class TestTciaSourceKit(SourceTests):
     @pytest.fixture
     def byte_reads(self, server) -> Callable[[], int]:
         return lambda: len(server.requests_to("getImage"))
-
-    def test_a_bad_item_is_reported_and_the_others_ingested(self, bad_source, bad_item_id):
-        # archivestore.ingest does not take SeriesItems yet: the same promise where the source keeps it,
-        # in the loaders (drop this override when series ingest lands)
-        failed, loaded = [], []
-        for item in bad_source:
-            try:
-                loaded.append((item.id, item.files()))
-            except BadItem as exc:
-                failed.append(exc)
-        assert [bad.item_id for bad in failed] == [bad_item_id] and all(bad.reason for bad in failed)
-        assert len(loaded) == 1 and all(files for _, files in loaded)

@@ -68,7 +68,8 @@ def _study_values(store: Any, study: str | xr.Dataset, image_id: str, feature: s
     if image_id not in ds.indexes["image"]:
         raise KeyError(f"image {image_id!r} is not in the study")
     if feature not in ds.indexes["feature"]:
-        raise KeyError(f"feature {feature!r} is not in the study (features: {', '.join(map(str, ds['feature'].values))})")
+        features = ", ".join(map(str, ds["feature"].values))
+        raise KeyError(f"feature {feature!r} is not in the study (features: {features})")
     return np.asarray(ds["annotation"].sel(image=image_id, feature=feature).transpose("rater", "superpixel").values)
 
 
@@ -175,7 +176,8 @@ def _draw_legend(img: Image.Image, title: str, n_raters: int) -> None:
     for i, (label, k) in enumerate(rows, start=1):
         y = pad + i * (size + gap)
         if k:
-            draw.rectangle([pad, y, pad + size, y + size], fill=tuple(int(c) for c in palette[k]) + (255,), outline=(60, 60, 60, 255))
+            fill = tuple(int(c) for c in palette[k]) + (255,)
+            draw.rectangle([pad, y, pad + size, y + size], fill=fill, outline=(60, 60, 60, 255))
         else:
             draw.rectangle([pad, y, pad + size, y + size], outline=(60, 60, 60, 255))
         draw.text((pad * 2 + size, y), label, fill=(0, 0, 0, 255), font=font)
@@ -370,7 +372,8 @@ def write_heatmaps(
     return list(dask.compute(*tasks))
 
 
-def _write_one(store: Any, ds: xr.Dataset, image_id: str, feature: str, out_dir: Path, definite: bool, alpha: float) -> Path:
+def _write_one(store: Any, ds: xr.Dataset, image_id: str, feature: str, out_dir: Path, definite: bool,
+               alpha: float) -> Path:
     path = heatmap_path(out_dir, image_id, feature, definite=definite)
     heatmap(store, ds, image_id, feature, definite=definite, alpha=alpha).save(path, format="PNG")
     return path

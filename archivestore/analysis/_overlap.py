@@ -115,7 +115,8 @@ def _pair_measures(values, weights, valid, threshold, inclusive, same):
 
     both = annotated[..., :, None] & annotated[..., None, :] & ~same
     pixel_ok = both & np.asarray(valid, dtype=bool)[:, None, None, None]
-    return np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan), np.where(both, sp_dice, np.nan)])
+    return np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan),
+                     np.where(both, sp_dice, np.nan)])
 
 
 def _block_per_feature(annotation, weights, valid, *, threshold, inclusive):
@@ -234,7 +235,8 @@ def overlap(
         coords["other_feature"] = xr.DataArray(coords["feature"], dims="other_feature")
         cdims = ("image", "feature", "other_feature", "rater", "other")
         for k, m in enumerate(MEASURES):
-            data[f"{m}_cross"] = (cdims, cross[k], {**_ATTRS[m], "long_name": _ATTRS[m]["long_name"] + ", between feature and other_feature"})
+            long_name = _ATTRS[m]["long_name"] + ", between feature and other_feature"
+            data[f"{m}_cross"] = (cdims, cross[k], {**_ATTRS[m], "long_name": long_name})
     ds = xr.Dataset(data, coords=coords)
     ds.attrs = {
         "threshold": float(threshold),
@@ -284,7 +286,8 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
                 _nan_stat, var, input_core_dims=[over], kwargs={"stat": stat},
                 dask="parallelized", output_dtypes=[dtype],
             )
-        for suffix, what in (("median", "median"), ("std", "standard deviation"), ("count", "number of defined values")):
+        for suffix, what in (("median", "median"), ("std", "standard deviation"),
+                             ("count", "number of defined values")):
             out[f"{name}_{suffix}"].attrs = {"long_name": f"{what} of {name} over images and rater pairs"}
     return xr.Dataset(out)
 

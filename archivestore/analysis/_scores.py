@@ -211,7 +211,7 @@ def _compute_counts(
                 continue
             lazy.append((image_id, *got))
         computed = dask.compute(*[counts for _, counts, _ in lazy])
-        for (image_id, _, names), counts in zip(lazy, computed):
+        for (image_id, _, names), counts in zip(lazy, computed, strict=False):
             done_ids.append(image_id)
             done_counts.append(np.asarray(counts, dtype=np.int64))
             done_names.append(names)
@@ -323,7 +323,7 @@ def _attribute_dataset(
     c = np.zeros((n_img, n_feat, 4), dtype=np.int64)
     scored = np.zeros((n_img, n_feat), dtype=bool)
     column = {f: k for k, f in enumerate(features)}
-    for i, (cnt, scored_names) in enumerate(zip(counts, names)):
+    for i, (cnt, scored_names) in enumerate(zip(counts, names, strict=False)):
         cols = [column[f] for f in scored_names or []]
         scored[i, cols] = True
         c[i, cols] = cnt

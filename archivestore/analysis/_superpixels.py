@@ -73,7 +73,8 @@ class SuperpixelMap:
     @property
     def nbytes(self) -> int:
         """Bytes held by the map (offsets, pixel indices and runs)."""
-        return sum(a.nbytes for a in (self.offsets, self.pixel_index, self._run_label, self._run_start, self._run_length))
+        parts = (self.offsets, self.pixel_index, self._run_label, self._run_start, self._run_length)
+        return sum(a.nbytes for a in parts)
 
     @property
     def area(self) -> np.ndarray:
@@ -157,7 +158,7 @@ class SuperpixelMap:
         # Sum over runs: mask pixels inside each run, via a blocked walk over the runs.
         start, length, label = self._run_start, self._run_length, self._run_label
         bounds = np.searchsorted(start, np.arange(0, mask.size + _BLOCK, _BLOCK))
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
             if a == b:
                 continue
             lo = int(start[a])
@@ -280,7 +281,7 @@ def _image_stats(index, mask, n_max: int) -> np.ndarray:
 
 
 def _batch_stats(n_max: int, indexes: list, masks: list) -> np.ndarray:
-    return np.stack([_image_stats(i, m, n_max) for i, m in zip(indexes, masks)])
+    return np.stack([_image_stats(i, m, n_max) for i, m in zip(indexes, masks, strict=False)])
 
 
 def superpixel_stats(store, images=None, *, images_per_task: int = 16):
@@ -348,9 +349,11 @@ def superpixel_stats(store, images=None, *, images_per_task: int = 16):
     mask_area = stats[..., 1].astype(np.uint32)
     ds = xr.Dataset(
         {
-            "superpixel_area": (("image", "superpixel"), area, {"long_name": "pixels in each superpixel", "units": "pixels"}),
+            "superpixel_area": (("image", "superpixel"), area,
+                                {"long_name": "pixels in each superpixel", "units": "pixels"}),
             "superpixel_mask_area": (("image", "superpixel"), mask_area,
-                                     {"long_name": "pixels of each superpixel inside the ground_truth lesion mask", "units": "pixels"}),
+                                     {"long_name": "pixels of each superpixel inside the ground_truth lesion mask",
+                                      "units": "pixels"}),
             "has_mask": (("image",), np.array(has_mask, dtype=bool)),
             "n_superpixels": (("image",), np.array(counts, dtype=np.int64)),
             "superpixel_centroid": (("image", "superpixel", "axis"), stats[..., 2:],

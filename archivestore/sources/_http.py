@@ -16,7 +16,6 @@ import json
 import logging
 import netrc
 import os
-import re
 import tempfile
 import time
 from collections import deque
@@ -159,7 +158,8 @@ def identity_of(secret: str | None, user: str | None = None) -> str:
     return "auth:" + hashlib.sha256(who.encode()).hexdigest()[:16]
 
 
-def find_password(url: str, username: str | None, password: str | None = None, *, prompt: bool = True) -> tuple[str, str]:
+def find_password(url: str, username: str | None, password: str | None = None, *,
+                  prompt: bool = True) -> tuple[str, str]:
     """The login for ``url``: the given password, else ``~/.netrc`` for the host, else a prompt.
 
     Returns
@@ -185,7 +185,8 @@ def find_password(url: str, username: str | None, password: str | None = None, *
         raise ValueError(f"no username given for {host} (and none in ~/.netrc)")
     if password is None:
         if not prompt:
-            raise ValueError(f"no password for {username} at {host} (give one, add it to ~/.netrc, or allow the prompt)")
+            raise ValueError(f"no password for {username} at {host} "
+                             "(give one, add it to ~/.netrc, or allow the prompt)")
         password = getpass.getpass(f"Password for {username} at {host}: ")
     return username, password
 
@@ -337,7 +338,8 @@ class Client:
                     raise APIError(url, f"gave up after retries: {_reason(exc)}", item=item) from None
                 retry = self._again(retry, url, exc, item)
                 continue
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError, _Truncated) as exc:
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+                    _Truncated) as exc:
                 retry = self._again(retry, url, exc, item)
                 continue
             except requests.exceptions.Timeout as exc:

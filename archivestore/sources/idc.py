@@ -29,9 +29,8 @@ from typing import Any
 
 from archivestore._secrets import redact
 from archivestore.errors import BadItem, InvalidInputError
-
-from ._base import SeriesItem, validate_id
-from ._idc_index import (
+from archivestore.sources._base import SeriesItem, validate_id
+from archivestore.sources._idc_index import (
     EXTRA_HINT,
     REQUIRED_COLUMNS,
     IdcIndex,

@@ -163,6 +163,7 @@ def _draw_legend(img: Image.Image, title: str, n_raters: int) -> None:
     font = _font(size)
     pad, gap = size // 2, size // 3
     palette = agreement_palette(n_raters)
+    rows: list[tuple[str, int | None]]
     if n_raters:
         rows = [(f"{k} of {n_raters} rater{'s' if n_raters > 1 else ''}", k) for k in range(n_raters, -1, -1)]
     else:

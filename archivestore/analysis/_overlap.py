@@ -38,10 +38,15 @@ one small matrix product. The exact rules, shared by every function here:
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from archivestore.layout import Layout
 
 __all__ = ["MEASURES", "overlap", "overlap_summary", "write_overlap"]
 
@@ -55,7 +60,14 @@ _ATTRS = {
 }
 
 
-def _pair_measures(values, weights, valid, threshold, inclusive, same):
+def _pair_measures(
+    values: ArrayLike,
+    weights: ArrayLike,
+    valid: ArrayLike,
+    threshold: float,
+    inclusive: bool,
+    same: NDArray[np.bool_],
+) -> NDArray[np.float64]:
     """All pairwise measures among the units of each (image, batch).
 
     Parameters
@@ -84,7 +96,7 @@ def _pair_measures(values, weights, valid, threshold, inclusive, same):
     """
     x = np.array(values, dtype=np.float64)
     missing = np.isnan(x)
-    annotated = ~missing.all(axis=-1)
+    annotated = np.asarray(~missing.all(axis=-1))  # numpy's stubs type .all(axis=) as scalar or array
     x[missing] = 0.0
     binary = (x >= threshold) if inclusive else (x > threshold)
     b = binary.astype(np.float64)
@@ -119,12 +131,16 @@ def _pair_measures(values, weights, valid, threshold, inclusive, same):
                      np.where(both, sp_dice, np.nan)])
 
 
-def _block_per_feature(annotation, weights, valid, *, threshold, inclusive):
+def _block_per_feature(
+    annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float, inclusive: bool
+) -> NDArray[np.float64]:
     r = annotation.shape[2]
     return _pair_measures(annotation, weights, valid, threshold, inclusive, np.eye(r, dtype=bool))
 
 
-def _block_cross(annotation, weights, valid, *, threshold, inclusive):
+def _block_cross(
+    annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float, inclusive: bool
+) -> NDArray[np.float64]:
     n_img, n_feat, n_rat, n_sp = annotation.shape
     same = np.tile(np.eye(n_rat, dtype=bool), (n_feat, n_feat))
     out = _pair_measures(annotation.reshape(n_img, 1, n_feat * n_rat, n_sp), weights, valid, threshold, inclusive, same)
@@ -209,7 +225,7 @@ def overlap(
     kwargs = {"threshold": float(threshold), "inclusive": bool(inclusive)}
 
     raters = ann["rater"].values
-    coords = {
+    coords: dict[str, NDArray[Any] | xr.DataArray] = {
         "image": study["image"].values if "image" in study.coords else np.arange(ann.sizes["image"]),
         "feature": ann["feature"].values if "feature" in ann.coords else np.arange(ann.sizes["feature"]),
         "rater": raters if "rater" in ann.coords else np.arange(n_rat),
@@ -223,7 +239,9 @@ def overlap(
         concatenate=True, dtype=np.float64, meta=np.empty((0,) * 5, dtype=np.float64), **kwargs,
     )
     dims = ("image", "feature", "rater", "other")
-    data = {m: (dims, per[k], _ATTRS[m]) for k, m in enumerate(MEASURES)}
+    data: dict[str, tuple[tuple[str, ...], da.Array, dict[str, str]]] = {
+        m: (dims, per[k], _ATTRS[m]) for k, m in enumerate(MEASURES)
+    }
     if cross_features:
         n_feat = ann_d.shape[1]
         cross = da.blockwise(
@@ -292,7 +310,7 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def _target(store, storage_options):
+def _target(store: Any, storage_options: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None, Layout]:
     """The store object (or URL and options) to write to, and the layout giving the group path."""
     from archivestore.layout import LAYOUT
 
@@ -302,7 +320,14 @@ def _target(store, storage_options):
     return store, storage_options, LAYOUT
 
 
-def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=None, compute: bool = True):
+def write_overlap(
+    store: Any,
+    study_name: str,
+    ds: xr.Dataset,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    compute: bool = True,
+) -> str:
     """Write an :func:`overlap` result to ``studies/<study_name>/overlap`` of a store.
 
     Parameters
@@ -334,5 +359,8 @@ def write_overlap(store, study_name: str, ds: xr.Dataset, *, storage_options=Non
         if ds[name].dtype.kind == "U":  # variable-length strings, as the store keeps labels
             ds[name] = ds[name].astype(object)
     kwargs = {"storage_options": options} if options else {}
-    ds.to_zarr(target, group=group, mode="w", consolidated=False, zarr_format=3, compute=compute, **kwargs)
+    # xarray's overloads accept compute only as a Literal and storage_options only as dict[str, str]
+    ds.to_zarr(  # type: ignore[call-overload]
+        target, group=group, mode="w", consolidated=False, zarr_format=3, compute=compute, **kwargs
+    )
     return group

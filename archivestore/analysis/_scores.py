@@ -156,7 +156,9 @@ def scored_image_ids(store: Any, truth: str = GROUND_TRUTH, prediction: str = "m
     return [i for i in _rater_image_ids(store, truth) if i in other]
 
 
-def _image_counts(t_ds: xr.Dataset | None, p_ds: xr.Dataset | None, kind: Kind):
+def _image_counts(
+    t_ds: xr.Dataset | None, p_ds: xr.Dataset | None, kind: Kind
+) -> tuple[da.Array | np.ndarray, list[str] | None] | None:
     """Lazy counts for one image, or ``None`` when one side lacks the variable.
 
     Returns ``(counts, None)`` with counts ``(4,)`` for lesion masks, and

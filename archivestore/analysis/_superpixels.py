@@ -18,7 +18,14 @@ follow from the runs alone; painting values is a ``numpy.repeat`` over runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["SuperpixelMap", "superpixel_map", "superpixel_stats"]
 
@@ -26,7 +33,7 @@ _BLOCK = 1 << 20
 """Pixels per block where a pass over the pixels would otherwise need a large temporary."""
 
 
-def _flat_index(index: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+def _flat_index(index: ArrayLike) -> tuple[np.ndarray, tuple[int, int]]:
     index = np.asarray(index)
     if index.ndim != 2:
         raise ValueError(f"superpixel index image must be 2-D (y, x), got shape {index.shape}")
@@ -56,7 +63,13 @@ class SuperpixelMap:
         pixel indices grouped by superpixel, ascending within a superpixel.
     """
 
-    def __init__(self, shape, offsets, pixel_index, runs):
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        offsets: NDArray[np.int64],
+        pixel_index: np.ndarray,  # uint32 or uint64, chosen at run time (numpy's stubs cannot follow it)
+        runs: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
+    ) -> None:
         self.shape = shape
         self.offsets = offsets
         self.pixel_index = pixel_index
@@ -113,7 +126,7 @@ class SuperpixelMap:
         y, x = np.divmod(self.pixels(k), self.shape[1])
         return y.astype(np.intp), x.astype(np.intp)
 
-    def paint(self, values, *, out: np.ndarray | None = None) -> np.ndarray:
+    def paint(self, values: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
         """Paint per-superpixel values onto the pixel grid.
 
         Parameters
@@ -145,7 +158,7 @@ class SuperpixelMap:
         dtype = np.uint16 if self.n - 1 <= np.iinfo(np.uint16).max else np.uint32
         return self.paint(np.arange(self.n, dtype=dtype))
 
-    def mask_area(self, mask) -> np.ndarray:
+    def mask_area(self, mask: ArrayLike) -> np.ndarray:
         """Pixels of every superpixel inside ``mask`` (nonzero = inside), int64 ``(n,)``.
 
         This is the store's ``superpixel_mask_area``.
@@ -170,7 +183,7 @@ class SuperpixelMap:
             counts += np.bincount(label[a:b], weights=inside, minlength=self.n).astype(np.int64)
         return counts
 
-    def fraction_in(self, mask) -> np.ndarray:
+    def fraction_in(self, mask: ArrayLike) -> np.ndarray:
         """Fraction of every superpixel's pixels inside ``mask``, float64 ``(n,)``.
 
         isicarchive's ``Segmentation.superpixels_in_mask()``; NaN for labels that
@@ -182,7 +195,7 @@ class SuperpixelMap:
         out[area == 0] = np.nan
         return out
 
-    def lesion_share(self, mask) -> np.ndarray:
+    def lesion_share(self, mask: ArrayLike) -> np.ndarray:
         """Share of the lesion (``mask``) area lying in every superpixel, float64 ``(n,)``.
 
         isicarchive's ``szp`` (``superpixels_in_mask * szs / lesion area``); sums
@@ -195,7 +208,7 @@ class SuperpixelMap:
         return inside / total
 
 
-def superpixel_map(index) -> SuperpixelMap:
+def superpixel_map(index: ArrayLike) -> SuperpixelMap:
     """Map a superpixel index image to the pixels of each superpixel.
 
     Parameters
@@ -264,7 +277,7 @@ def superpixel_map(index) -> SuperpixelMap:
     return SuperpixelMap(shape, offsets, pixel_index, (label, start, length))
 
 
-def _image_stats(index, mask, n_max: int) -> np.ndarray:
+def _image_stats(index: ArrayLike | None, mask: ArrayLike | None, n_max: int) -> np.ndarray:
     """``(n_max, 4)`` float64 of area, mask area, centroid y, centroid x for one image."""
     out = np.zeros((n_max, 4), dtype=np.float64)
     out[:, 2:] = np.nan
@@ -280,11 +293,13 @@ def _image_stats(index, mask, n_max: int) -> np.ndarray:
     return out
 
 
-def _batch_stats(n_max: int, indexes: list, masks: list) -> np.ndarray:
+def _batch_stats(n_max: int, indexes: list[ArrayLike | None], masks: list[ArrayLike | None]) -> np.ndarray:
     return np.stack([_image_stats(i, m, n_max) for i, m in zip(indexes, masks, strict=False)])
 
 
-def superpixel_stats(store, images=None, *, images_per_task: int = 16):
+def superpixel_stats(
+    store: Any, images: Iterable[str] | xr.Dataset | None = None, *, images_per_task: int = 16
+) -> xr.Dataset:
     """Per-superpixel area, lesion-mask area and centroid of many images, with dask.
 
     Parameters
@@ -337,7 +352,8 @@ def superpixel_stats(store, images=None, *, images_per_task: int = 16):
         sources.append((index, mask))
     n_max = max(counts, default=0)
 
-    blocks, has_mask = [], []
+    blocks: list[da.Array] = []
+    has_mask: list[bool] = []
     for lo in range(0, len(ids), images_per_task):
         part = sources[lo : lo + images_per_task]
         task = dask.delayed(_batch_stats, pure=True)(n_max, [p[0] for p in part], [p[1] for p in part])
@@ -354,7 +370,7 @@ def superpixel_stats(store, images=None, *, images_per_task: int = 16):
             "superpixel_mask_area": (("image", "superpixel"), mask_area,
                                      {"long_name": "pixels of each superpixel inside the ground_truth lesion mask",
                                       "units": "pixels"}),
-            "has_mask": (("image",), np.array(has_mask, dtype=bool)),
+            "has_mask": (("image",), np.array(has_mask, dtype=np.bool_)),
             "n_superpixels": (("image",), np.array(counts, dtype=np.int64)),
             "superpixel_centroid": (("image", "superpixel", "axis"), stats[..., 2:],
                                     {"long_name": "mean pixel coordinates of each superpixel"}),

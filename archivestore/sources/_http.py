@@ -403,7 +403,7 @@ class Client:
             data = response.json()
         except ValueError:
             raise APIError(self.url(path), "answer is not JSON", status=response.status_code, item=item) from None
-        if key is not None:
+        if key is not None and self.cache is not None:
             self.cache.put(key, data)
         return data
 
@@ -452,8 +452,9 @@ class Client:
         ``count`` may come on the first page only; ``page_size`` is capped at 100.
         ``cache=True`` serves pages from the listing cache (never for records with signed URLs).
         """
-        query = dict(params or {})
-        query["limit"] = max(1, min(int(page_size), 100, limit if limit else 100))
+        query: dict[str, Any] | None = {
+            **(params or {}), "limit": max(1, min(int(page_size), 100, limit if limit else 100)),
+        }
         url: str | None = self.url(path)
         n = 0
         while url:

@@ -21,11 +21,11 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from archivestore.sources._base import Annotation, BadItem, Item, validate_id
+from archivestore.sources._base import Annotation, BadItem, Item, Loader, validate_id
 
 __all__ = ["ChallengeSource", "item_from_origin", "read_csv_records"]
 
@@ -37,7 +37,7 @@ _FILE_RE = re.compile(
 _SKIP = {"attribution.txt", "license.txt", "readme.txt", ".ds_store", "thumbs.db"}
 
 
-def _reader(path: Path):
+def _reader(path: Path) -> Loader:
     return lambda: path.read_bytes()
 
 
@@ -211,7 +211,7 @@ def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, 
     )
 
 
-def _json_reader(path: Path):
+def _json_reader(path: Path) -> Callable[[], dict[str, Any]]:
     def load() -> dict[str, Any]:
         try:
             data = json.loads(path.read_bytes())

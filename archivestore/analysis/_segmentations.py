@@ -32,25 +32,27 @@ the series they segment: ``labels[segment, z, y, x]`` on the source series' grid
    ``rater == other``. A segment one rater delineated as empty has ``volume_ml`` 0; one it lacks
    has NaN. Ordered pairs are kept both ways; Dice and Jaccard are symmetric.
 
-Work is a dask graph per series: one task per z-chunk of its label arrays binarises each segment
-of each rater once and counts every pair's intersection (``np.count_nonzero`` of the ``&``), the
-chunks' counts are summed, and small tasks turn counts into measures. Nothing loads more than one
-z-chunk of one series' segmentations per task, and no series is read before the result is computed.
+Work is a dask graph per series (:mod:`archivestore.analysis._segmentation_counts`): one task per
+z-chunk of its label arrays reads each segment of each rater once and counts every pair's
+intersection, and one task per series turns the counts into measures. A task holds one z-chunk of
+one series' segmentations; nothing is read before the result is computed, and computing part of
+the result (``ds.sel(series=...)``) reads only those series.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from archivestore.analysis._segmentation_counts import series_measures
 from archivestore.errors import InvalidInputError
 
 __all__ = ["segmentation_overlap", "segmentation_overlap_summary", "write_segmentation_overlap"]
@@ -85,7 +87,7 @@ class _Plan:
 def _strings(seg: xr.Dataset, name: str) -> list[str] | None:
     if name not in seg.variables:
         return None
-    return ["" if v is None else str(v) for v in np.asarray(seg[name].values).ravel()]
+    return ["" if v is None else str(v) for v in np.asarray(seg.variables[name].values).ravel()]
 
 
 def _has_code(code: str) -> bool:
@@ -97,7 +99,7 @@ def _keys_by(segs: Sequence[xr.Dataset], how: str) -> list[list[str]] | None:
     """Every segmentation's keys by ``how``, or None where they would be missing or ambiguous."""
     out = []
     for seg in segs:
-        n = seg["labels"].sizes["segment"]
+        n = seg.sizes["segment"]
         if how == "segment":
             numbers = _strings(seg, "segment") or [str(i + 1) for i in range(n)]
             keys = [f"#{v}" for v in numbers]
@@ -136,12 +138,13 @@ def _check_grid(segs: Sequence[xr.Dataset], series: str) -> None:
         raise InvalidInputError(f"series {series}: segmentations of different source series {sorted(sources)}")
     for seg in segs[1:]:
         for dim in _DIMS[1:]:
-            if seg["labels"].sizes.get(dim) != first["labels"].sizes.get(dim):
+            if seg.sizes.get(dim) != first.sizes.get(dim):
                 raise InvalidInputError(f"series {series}: segmentations on different grids "
-                                        f"({dim}: {first['labels'].sizes.get(dim)} vs {seg['labels'].sizes.get(dim)})")
-            if dim in first.coords and dim in seg.coords and not np.allclose(
-                    first[dim].values, seg[dim].values, rtol=0, atol=1e-3):
-                raise InvalidInputError(f"series {series}: segmentations with different {dim} coordinates")
+                                        f"({dim}: {first.sizes.get(dim)} vs {seg.sizes.get(dim)})")
+            if dim in first.coords and dim in seg.coords:
+                a, b = first.variables[dim].values, seg.variables[dim].values
+                if not (np.array_equal(a, b) or np.allclose(a, b, rtol=0, atol=1e-3)):
+                    raise InvalidInputError(f"series {series}: segmentations with different {dim} coordinates")
 
 
 def _voxel_ml(seg: xr.Dataset) -> float:
@@ -152,7 +155,7 @@ def _voxel_ml(seg: xr.Dataset) -> float:
     else:
         steps = []
         for dim in _DIMS[1:]:
-            values = np.asarray(seg[dim].values, dtype=np.float64) if dim in seg.coords else np.empty(0)
+            values = np.asarray(seg.variables[dim].values, dtype=np.float64) if dim in seg.coords else np.empty(0)
             steps.append(float(np.median(np.abs(np.diff(values)))) if values.size > 1 else math.nan)
     return steps[0] * steps[1] * steps[2] / 1000.0
 
@@ -160,12 +163,14 @@ def _voxel_ml(seg: xr.Dataset) -> float:
 def _as_dask(seg: xr.Dataset, series: str) -> da.Array:
     if "labels" not in seg:
         raise InvalidInputError(f"series {series}: a segmentation without 'labels'")
-    var = seg["labels"]
+    var = seg.variables["labels"]
     if set(var.dims) != set(_DIMS):
         raise InvalidInputError(f"series {series}: labels over {var.dims}, not {_DIMS}")
     data = var.transpose(*_DIMS).data
-    if not isinstance(data, da.Array):  # in memory: one block, no hashing of the voxels
-        return da.from_array(np.asarray(data), chunks=-1, name=False)
+    if not isinstance(data, da.Array):  # in memory: one block, neither copied nor hashed (from_array does both)
+        array = np.asarray(data)
+        name = f"labels-{uuid.uuid4().hex}"
+        return da.Array({(name, 0, 0, 0, 0): array}, name, tuple((n,) for n in array.shape), meta=array[:0, :0, :0, :0])
     return data.rechunk({2: -1, 3: -1})
 
 
@@ -184,88 +189,6 @@ def _plan(series: str, segs: Sequence[xr.Dataset]) -> _Plan:
             label_of.setdefault(key, labels[i] if i < len(labels) else key)
     return _Plan(series, tuple(raters), tuple(uids), how, tuple(order), tuple(label_of[k] for k in order),
                  index, arrays, _voxel_ml(segs[0]))
-
-
-def _cut(dtype: np.dtype, threshold: float) -> Any:
-    """The value ``c`` of ``dtype`` with ``x >= c`` iff ``x >= threshold`` (None: never)."""
-    if dtype.kind == "f":
-        c = dtype.type(threshold)
-        if float(c) < threshold:
-            c = np.nextafter(c, dtype.type(np.inf))
-        return c
-    if dtype.kind in "biu":
-        low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
-        c = max(math.ceil(threshold), low)
-        return None if c > high else dtype.type(c)
-    raise InvalidInputError(f"labels of dtype {dtype} cannot be binarised")
-
-
-def _block_counts(*blocks: list[Any], index: np.ndarray, cuts: tuple[Any, ...]) -> np.ndarray:
-    """Voxel counts of one z-chunk: ``out[0, k, r, o]`` = |A_r ∩ A_o| of key k (the size where r == o).
-
-    ``blocks[r]`` are rater r's label chunks as dask's nested lists (segment chunks, then one y and
-    one x chunk).
-    """
-    planes = [[plane for chunk in nested for plane in chunk[0][0]] for nested in blocks]
-    n_keys, n_raters = index.shape
-    out = np.zeros((1, n_keys, n_raters, n_raters), dtype=np.int64)
-    shape = next((p[0].shape for p in planes if p), (0,))
-    masks = [np.empty(shape, dtype=bool) for _ in range(n_raters)]
-    both = np.empty(shape, dtype=bool)
-    for k in range(n_keys):
-        have = [r for r in range(n_raters) if index[k, r] >= 0]
-        for r in have:
-            if cuts[r] is None:
-                masks[r].fill(False)
-            else:
-                np.greater_equal(planes[r][index[k, r]], cuts[r], out=masks[r])
-            out[0, k, r, r] = np.count_nonzero(masks[r])
-        for r, o in combinations(have, 2):
-            out[0, k, r, o] = out[0, k, o, r] = np.count_nonzero(np.logical_and(masks[r], masks[o], out=both))
-    return out
-
-
-def _place(counts: np.ndarray, *, keys: np.ndarray, raters: np.ndarray, present: np.ndarray,
-           shape: tuple[int, int, int]) -> np.ndarray:
-    """One series' counts on the result's (key, rater, other) grid: float64, NaN where a pair is absent."""
-    out = np.full((1, *shape), np.nan)
-    defined = present[:, :, None] & present[:, None, :]
-    grid = np.where(defined, counts[0].astype(np.float64), np.nan)
-    out[0][np.ix_(keys, raters, raters)] = grid
-    return out
-
-
-def _series_counts(plan: _Plan, threshold: float, keys: list[str], raters: list[str]) -> da.Array:
-    """(1, key, rater, other) float64 counts of one series on the whole result's grid (lazy)."""
-    n_keys, n_raters = plan.index.shape
-    cuts = tuple(_cut(a.dtype, threshold) for a in plan.arrays)
-    args: list[Any] = []
-    for r, array in enumerate(plan.arrays):
-        args += [array, (f"s{r}", "z", "y", "x")]
-    per_chunk = da.blockwise(
-        _block_counts, ("z", "k", "r", "o"), *args,
-        new_axes={"k": n_keys, "r": n_raters, "o": n_raters}, adjust_chunks={"z": 1}, concatenate=False,
-        dtype=np.int64, meta=np.empty((0, 0, 0, 0), dtype=np.int64), index=plan.index, cuts=cuts,
-    )
-    counts = per_chunk.sum(axis=0, dtype=np.int64)[None]
-    shape = (len(keys), len(raters), len(raters))
-    where_keys = np.array([keys.index(k) for k in plan.keys], dtype=np.int64)
-    where_raters = np.array([raters.index(r) for r in plan.raters], dtype=np.int64)
-    return counts.map_blocks(
-        _place, keys=where_keys, raters=where_raters, present=plan.index >= 0, shape=shape,
-        chunks=((1,), *((n,) for n in shape)), dtype=np.float64,
-    )
-
-
-def _measure(counts: np.ndarray, *, which: str) -> np.ndarray:
-    """Dice or Jaccard from counts (rule 5), NaN where undefined (rule 6)."""
-    size = np.diagonal(counts, axis1=-2, axis2=-1)
-    union = size[..., :, None] + size[..., None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = 2.0 * counts / union if which == "dice" else counts / (union - counts)
-    n = counts.shape[-1]
-    out[..., np.arange(n), np.arange(n)] = np.nan
-    return out
 
 
 def segmentation_overlap(groups: Mapping[str, Sequence[xr.Dataset]], *, threshold: float = 0.5) -> xr.Dataset:
@@ -306,11 +229,15 @@ def segmentation_overlap(groups: Mapping[str, Sequence[xr.Dataset]], *, threshol
     for p in plans:
         for k, label in zip(p.keys, p.labels, strict=True):
             label_of.setdefault(k, label)
-    shape = (len(plans), len(keys), len(raters), len(raters))
+    shape = (len(plans), 3, len(keys), len(raters), len(raters))
     if plans:
-        counts = da.concatenate([_series_counts(p, threshold, keys, raters) for p in plans], axis=0)
+        measures = da.concatenate([
+            series_measures(p.arrays, p.index, threshold, keys=[keys.index(k) for k in p.keys],
+                            raters=[raters.index(r) for r in p.raters], shape=(len(keys), len(raters)),
+                            voxel_ml=p.voxel_ml)
+            for p in plans], axis=0)
     else:
-        counts = da.zeros(shape, dtype=np.float64)
+        measures = da.zeros(shape, dtype=np.float64)
     voxel_ml = np.array([p.voxel_ml for p in plans], dtype=np.float64)
     seg_uid = np.full((len(plans), len(raters)), "", dtype=object)
     for s, p in enumerate(plans):
@@ -321,13 +248,11 @@ def segmentation_overlap(groups: Mapping[str, Sequence[xr.Dataset]], *, threshol
         return np.array(list(values), dtype=object)
 
     dims = ("series", "segment", "rater", "other")
-    volume = da.diagonal(counts, axis1=2, axis2=3) * da.from_array(voxel_ml, chunks=1)[:, None, None]
+    volume = measures[:, 2, :, :, 0] if raters else measures[:, 2].sum(axis=-1)  # no `other` to pick from
     ds = xr.Dataset(
         {
-            "dice": (dims, counts.map_blocks(_measure, which="dice", dtype=np.float64),
-                     {"long_name": "Dice coefficient", "definition": _DEFINITIONS["dice"]}),
-            "jaccard": (dims, counts.map_blocks(_measure, which="jaccard", dtype=np.float64),
-                        {"long_name": "Jaccard index", "definition": _DEFINITIONS["jaccard"]}),
+            "dice": (dims, measures[:, 0], {"long_name": "Dice coefficient", "definition": _DEFINITIONS["dice"]}),
+            "jaccard": (dims, measures[:, 1], {"long_name": "Jaccard index", "definition": _DEFINITIONS["jaccard"]}),
             "volume_ml": (dims[:3], volume, {"long_name": "segment volume", "units": "ml",
                                              "definition": _DEFINITIONS["volume_ml"]}),
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import uuid
 from dataclasses import dataclass, field
 
@@ -13,7 +14,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from archivestore.analysis import segmentation_overlap, segmentation_overlap_summary, write_segmentation_overlap
+from archivestore.analysis import (
+    _segmentation_counts,
+    segmentation_overlap,
+    segmentation_overlap_summary,
+    write_segmentation_overlap,
+)
 from archivestore.errors import InvalidInputError
 from archivestore.layout import LAYOUT
 
@@ -196,6 +202,38 @@ def test_threshold_is_honoured(threshold: float) -> None:
     ds = segmentation_overlap(groups, threshold=threshold).compute()
     assert_matches(ds, brute_force(truth, ml, ds, threshold=threshold))
     assert ds.attrs["threshold"] == threshold
+
+
+@pytest.mark.parametrize("piece", [1000, 5760, 1 << 17])  # several pieces with a ragged last one; exact; one
+def test_counted_piece_by_piece(monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    monkeypatch.setattr(_segmentation_counts, "_PIECE", piece)
+    groups, truth, ml = scenario(10)
+    ds = segmentation_overlap(groups).compute(scheduler="synchronous")
+    assert_matches(ds, brute_force(truth, ml, ds))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0, 1.5, 2.0, -0.5])
+def test_any_stored_values_and_dtypes(threshold: float) -> None:
+    """Exact for labels outside the contract too: uint8 above 1, bool, signed integers, float64."""
+    rng = np.random.default_rng(11)
+    planes = {
+        "uint8": rng.choice(np.array([0, 1, 2, 255], np.uint8), size=SHAPE),
+        "bool": rng.random(SHAPE) < 0.4,
+        "int16": rng.integers(-3, 4, size=SHAPE).astype(np.int16),
+        "float64": rng.random(SHAPE) * 2 - 0.25,
+    }
+    truth = {"s": [Seg(name, {LIVER: plane}, codes=[LIVER], labels=["Liver"]) for name, plane in planes.items()]}
+    ml = {"s": 1e-3}
+    ds = segmentation_overlap({"s": [seg.dataset((1.0, 1.0, 1.0), "s") for seg in truth["s"]]}, threshold=threshold)
+    computed = ds.compute()
+    assert_matches(computed, brute_force(truth, ml, computed, threshold=threshold))
+
+
+def test_graph_pickles_as_a_cluster_needs() -> None:
+    groups, truth, ml = scenario(12)
+    ds = pickle.loads(pickle.dumps(segmentation_overlap(groups)))
+    computed = ds.compute(scheduler="synchronous")
+    assert_matches(computed, brute_force(truth, ml, computed))
 
 
 def test_threshold_changes_fractional_masks_only() -> None:

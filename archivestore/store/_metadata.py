@@ -195,6 +195,57 @@ class TableIndex:
         return image_id in self.ids
 
 
+class _Columns:
+    """The table's columns by name, their key paths, and the fields a batch of rows adds."""
+
+    def __init__(self, group: zarr.Group, row_dim: str) -> None:
+        self.group = group
+        self.reserved = (row_dim, "field", "field_state")
+        self.fields = [str(v) for v in np.asarray(array(group, "field")[:])]
+        self.arrays = {name: array(group, name) for name in self.fields}
+        self.paths = {name: _path_of(arr) for name, arr in self.arrays.items()}
+        self.by_path = {p: n for n, p in self.paths.items()}
+        self.new_fields: list[str] = []
+
+    @property
+    def all_fields(self) -> list[str]:
+        return self.fields + self.new_fields
+
+    def make_room(self, flat: list[dict[Path, Any]], n_old: int) -> None:
+        """Create the columns new fields need and widen those whose type cannot hold the new values."""
+        needed: dict[Path, str] = {}
+        for leaves in flat:
+            for path, value in leaves.items():
+                needed[path] = _merge(needed.get(path, "null"), _kind(value))
+        for path, kind in needed.items():
+            name = self.by_path.get(path)
+            if name is None:
+                self._add(path, kind, n_old)
+                continue
+            old_kind = _kind_of(self.arrays[name])
+            wide = _merge(old_kind, kind)
+            if wide != old_kind:
+                self.arrays[name] = _promote(self.group, name, self.arrays[name], old_kind, wide, path)
+
+    def _add(self, path: Path, kind: str, n_old: int) -> None:
+        name = variable_name(path)
+        while name in self.arrays or name in self.reserved:
+            name += "%"  # unreachable for escaped names; kept as a guard
+        self.arrays[name] = _create_column(self.group, name, kind, path, n_old)
+        self.paths[name] = path
+        self.by_path[path] = name
+        self.new_fields.append(name)
+
+    def states(self, flat: list[dict[Path, Any]]) -> np.ndarray:
+        """``field_state`` of the new rows: (row, field) present / absent / null."""
+        index = {n: j for j, n in enumerate(self.all_fields)}
+        states = np.full((len(flat), len(index)), ABSENT, dtype=np.uint8)
+        for r, leaves in enumerate(flat):
+            for path, value in leaves.items():
+                states[r, index[self.by_path[path]]] = NULL if value is None else PRESENT
+        return states
+
+
 def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None,
                 *, row: str = "image") -> int:
     """Append one row per ``{id: record}`` not yet in the table; return rows added.
@@ -212,73 +263,38 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     records = {k: v for k, v in records.items() if k not in index}
     if not records:
         return 0
-    n_old = array(group, row_dim).shape[0]
     ids = list(records)
-    n_new = n_old + len(ids)
     flat = [flatten(records[i]) for i in ids]
+    n_old = array(group, row_dim).shape[0]
+    columns = _Columns(group, row_dim)
+    columns.make_room(flat, n_old)
+    _write_rows(group, columns, flat, n_old)
+    ids_arr = array(group, row_dim)  # the row coordinate last
+    ids_arr.resize((n_old + len(ids),))
+    ids_arr[n_old:] = np.array(ids, dtype=str)
+    index.ids.update(ids)
+    index.n = n_old + len(ids)
+    return len(ids)
 
-    fields = [str(v) for v in np.asarray(array(group, "field")[:])]
-    columns: dict[str, zarr.Array] = {}
-    field_paths: dict[str, Path] = {}
-    for name in fields:
-        columns[name] = array(group, name)
-        field_paths[name] = _path_of(columns[name])
-    by_path = {p: n for n, p in field_paths.items()}
 
-    # which columns the new rows touch, and the type each needs
-    needed: dict[Path, str] = {}
-    for leaves in flat:
-        for path, value in leaves.items():
-            needed[path] = _merge(needed.get(path, "null"), _kind(value))
-
-    new_fields: list[str] = []
-    for path, kind in needed.items():
-        existing = by_path.get(path)
-        if existing is None:
-            name = variable_name(path)
-            while name in columns or name in (row_dim, "field", "field_state"):
-                name += "%"  # unreachable for escaped names; kept as a guard
-            columns[name] = _create_column(group, name, kind, path, n_old)
-            field_paths[name] = path
-            by_path[path] = name
-            new_fields.append(name)
-            continue
-        name = existing
-        old_kind = _kind_of(columns[name])
-        wide = _merge(old_kind, kind)
-        if wide != old_kind:
-            columns[name] = _promote(group, name, columns[name], old_kind, wide, field_paths[name])
-
-    all_fields = fields + new_fields
-    field_index = {n: j for j, n in enumerate(all_fields)}
-    states = np.full((len(ids), len(all_fields)), ABSENT, dtype=np.uint8)
-    for r, leaves in enumerate(flat):
-        for path, value in leaves.items():
-            states[r, field_index[by_path[path]]] = NULL if value is None else PRESENT
-
-    # grow every array, write the new rows, and the image coordinate last
+def _write_rows(group: zarr.Group, columns: _Columns, flat: list[dict[Path, Any]], n_old: int) -> None:
+    """Grow ``field_state`` and every column and write the new rows' values (not the row coordinate)."""
+    n_new = n_old + len(flat)
+    states = columns.states(flat)
     state_arr = array(group, "field_state")
-    state_arr.resize((n_new, len(all_fields)))
+    state_arr.resize((n_new, len(columns.all_fields)))
     state_arr[n_old:n_new, :] = states
-    for name in all_fields:
-        arr = columns[name]
+    for j, name in enumerate(columns.all_fields):
+        arr = columns.arrays[name]
         arr.resize((n_new,))
-        j = field_index[name]
         if (states[:, j] == ABSENT).all():
             continue  # the fill value already says "missing" (see repair)
-        path = field_paths[name]
-        values = [row.get(path) for row in flat]
-        arr[n_old:n_new] = _encode(_kind_of(arr), values, states[:, j])
-    if new_fields:
+        path = columns.paths[name]
+        arr[n_old:n_new] = _encode(_kind_of(arr), [leaves.get(path) for leaves in flat], states[:, j])
+    if columns.new_fields:
         field_arr = array(group, "field")
-        field_arr.resize((len(all_fields),))
-        field_arr[len(fields):] = np.array(new_fields, dtype=str)
-    image_arr = array(group, row_dim)
-    image_arr.resize((n_new,))
-    image_arr[n_old:n_new] = np.array(ids, dtype=str)
-    index.ids.update(ids)
-    index.n = n_new
-    return len(ids)
+        field_arr.resize((len(columns.all_fields),))
+        field_arr[len(columns.fields):] = np.array(columns.new_fields, dtype=str)
 
 
 def _promote(group: zarr.Group, name: str, arr: zarr.Array, old: str, new: str, path: Path) -> zarr.Array:

@@ -156,6 +156,48 @@ def _as_dask(var: xr.DataArray) -> da.Array:
     return data
 
 
+def _study_inputs(study: xr.Dataset, within_mask: bool) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+    """The annotations (image, feature, rater, superpixel), the pixel weights of each superpixel, and
+    which images count (all; or, within the mask, those with a mask)."""
+    for name in ("annotation", "superpixel_area"):
+        if name not in study:
+            raise KeyError(f"study has no {name!r} variable")
+    ann = study["annotation"].transpose("image", "feature", "rater", "superpixel")
+    if within_mask:
+        if "superpixel_mask_area" not in study:
+            raise KeyError("within_mask needs the study's 'superpixel_mask_area'")
+        weights = study["superpixel_mask_area"]
+        valid = study["has_mask"] if "has_mask" in study else (weights.sum("superpixel") > 0)
+    else:
+        weights = study["superpixel_area"]
+        valid = xr.DataArray(np.ones(ann.sizes["image"], dtype=bool), dims="image")
+    return ann, weights.transpose("image", "superpixel"), valid
+
+
+def _task_arrays(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray, images_per_task: int | None,
+                 cross_features: bool) -> tuple[da.Array, da.Array, da.Array]:
+    """The inputs as dask arrays chunked as the tasks take them: a block of images, all raters and superpixels."""
+    ann_d, w_d, valid_d = _as_dask(ann), _as_dask(weights), _as_dask(valid)
+    if images_per_task is None:
+        image_chunks = ann_d.chunks[0] if ann_d.numblocks[0] > 1 else max(1, min(16, ann_d.shape[0]))
+    else:
+        image_chunks = images_per_task
+    feature_chunks = -1 if cross_features else ann_d.chunks[1]
+    ann_d = ann_d.rechunk((image_chunks, feature_chunks, -1, -1))
+    return ann_d, w_d.rechunk((ann_d.chunks[0], -1)), valid_d.rechunk((ann_d.chunks[0],))
+
+
+def _coords(study: xr.Dataset, ann: xr.DataArray) -> dict[str, NDArray[Any] | xr.DataArray]:
+    """The result's coordinates: image, feature, rater and other (rater again, as the pair's second)."""
+    coords: dict[str, NDArray[Any] | xr.DataArray] = {
+        "image": study["image"].values if "image" in study.coords else np.arange(ann.sizes["image"]),
+        "feature": ann["feature"].values if "feature" in ann.coords else np.arange(ann.sizes["feature"]),
+        "rater": ann["rater"].values if "rater" in ann.coords else np.arange(ann.sizes["rater"]),
+    }
+    coords["other"] = xr.DataArray(coords["rater"], dims="other")
+    return coords
+
+
 def overlap(
     study: xr.Dataset,
     *,
@@ -196,41 +238,11 @@ def overlap(
         (image, feature, rater, other); ``other`` holds rater names. Rules for
         missing values and undefined cases: see the module documentation.
     """
-    for name in ("annotation", "superpixel_area"):
-        if name not in study:
-            raise KeyError(f"study has no {name!r} variable")
-    ann = study["annotation"]
-    if ann.dims != ("image", "feature", "rater", "superpixel"):
-        ann = ann.transpose("image", "feature", "rater", "superpixel")
-    if within_mask:
-        if "superpixel_mask_area" not in study:
-            raise KeyError("within_mask needs the study's 'superpixel_mask_area'")
-        weights = study["superpixel_mask_area"]
-        valid = study["has_mask"] if "has_mask" in study else (weights.sum("superpixel") > 0)
-    else:
-        weights = study["superpixel_area"]
-        valid = xr.DataArray(np.ones(ann.sizes["image"], dtype=bool), dims="image")
-    weights = weights.transpose("image", "superpixel")
-
-    ann_d, w_d, valid_d = _as_dask(ann), _as_dask(weights), _as_dask(valid)
-    if images_per_task is None:
-        image_chunks = ann_d.chunks[0] if ann_d.numblocks[0] > 1 else max(1, min(16, ann_d.shape[0]))
-    else:
-        image_chunks = images_per_task
-    feature_chunks = -1 if cross_features else ann_d.chunks[1]
-    ann_d = ann_d.rechunk((image_chunks, feature_chunks, -1, -1))
-    w_d = w_d.rechunk((ann_d.chunks[0], -1))
-    valid_d = valid_d.rechunk((ann_d.chunks[0],))
+    ann, weights, valid = _study_inputs(study, within_mask)
+    ann_d, w_d, valid_d = _task_arrays(ann, weights, valid, images_per_task, cross_features)
     n_rat = ann_d.shape[2]
     kwargs = {"threshold": float(threshold), "inclusive": bool(inclusive)}
-
-    raters = ann["rater"].values
-    coords: dict[str, NDArray[Any] | xr.DataArray] = {
-        "image": study["image"].values if "image" in study.coords else np.arange(ann.sizes["image"]),
-        "feature": ann["feature"].values if "feature" in ann.coords else np.arange(ann.sizes["feature"]),
-        "rater": raters if "rater" in ann.coords else np.arange(n_rat),
-    }
-    coords["other"] = xr.DataArray(coords["rater"], dims="other")
+    coords = _coords(study, ann)
 
     per = da.blockwise(
         _block_per_feature, "mifro",

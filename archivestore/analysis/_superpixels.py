@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
+    import dask.array as da
     import xarray as xr
 
 __all__ = ["SuperpixelMap", "superpixel_map", "superpixel_stats"]
@@ -324,8 +325,6 @@ def superpixel_stats(
         ``superpixels_in_mask``) and ``superpixel_lesion_share`` (share of the
         lesion in the superpixel, isicarchive's ``szp``), NaN where undefined.
     """
-    import dask
-    import dask.array as da
     import xarray as xr
 
     if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__"):
@@ -339,27 +338,8 @@ def superpixel_stats(
     else:
         ids = [str(v) for v in images]
 
-    sources = []
-    counts = []
-    for image_id in ids:
-        ds = store.image(image_id)
-        index = ds["superpixels"].data if "superpixels" in ds else None
-        mask = ds["mask"].data if "mask" in ds else None
-        n = (store.image_state(image_id) or {}).get("n_superpixels") if hasattr(store, "image_state") else None
-        if n is None and index is not None:
-            n = int(ds["superpixels"].max()) + 1
-        counts.append(int(n or 0))
-        sources.append((index, mask))
-    n_max = max(counts, default=0)
-
-    blocks: list[da.Array] = []
-    has_mask: list[bool] = []
-    for lo in range(0, len(ids), images_per_task):
-        part = sources[lo : lo + images_per_task]
-        task = dask.delayed(_batch_stats, pure=True)(n_max, [p[0] for p in part], [p[1] for p in part])
-        blocks.append(da.from_delayed(task, shape=(len(part), n_max, 4), dtype=np.float64))
-        has_mask.extend(p[1] is not None for p in part)
-    stats = da.concatenate(blocks) if blocks else da.zeros((0, n_max, 4), chunks=(1, n_max, 4))
+    sources, counts = _image_arrays(store, ids)
+    stats, has_mask = _stats_blocks(sources, max(counts, default=0), images_per_task)
 
     area = stats[..., 0].astype(np.uint32)
     mask_area = stats[..., 1].astype(np.uint32)
@@ -377,6 +357,42 @@ def superpixel_stats(
         },
         coords={"image": np.array(ids, dtype=str), "axis": ["y", "x"]},
     )
+    return _with_shares(ds)
+
+
+def _image_arrays(store: Any, ids: list[str]) -> tuple[list[tuple[Any, Any]], list[int]]:
+    """Each image's lazy superpixel index and mask (None where absent), and its superpixel count."""
+    sources, counts = [], []
+    for image_id in ids:
+        ds = store.image(image_id)
+        index = ds["superpixels"].data if "superpixels" in ds else None
+        mask = ds["mask"].data if "mask" in ds else None
+        n = (store.image_state(image_id) or {}).get("n_superpixels") if hasattr(store, "image_state") else None
+        if n is None and index is not None:
+            n = int(ds["superpixels"].max()) + 1
+        counts.append(int(n or 0))
+        sources.append((index, mask))
+    return sources, counts
+
+
+def _stats_blocks(sources: list[tuple[Any, Any]], n_max: int, images_per_task: int) -> tuple[da.Array, list[bool]]:
+    """(image, superpixel, 4) area, mask area, centroid y, x: one dask task per block of images."""
+    import dask
+    import dask.array as da
+
+    blocks: list[da.Array] = []
+    has_mask: list[bool] = []
+    for lo in range(0, len(sources), images_per_task):
+        part = sources[lo : lo + images_per_task]
+        task = dask.delayed(_batch_stats, pure=True)(n_max, [p[0] for p in part], [p[1] for p in part])
+        blocks.append(da.from_delayed(task, shape=(len(part), n_max, 4), dtype=np.float64))
+        has_mask.extend(p[1] is not None for p in part)
+    stats = da.concatenate(blocks) if blocks else da.zeros((0, n_max, 4), chunks=(1, n_max, 4))
+    return stats, has_mask
+
+
+def _with_shares(ds: xr.Dataset) -> xr.Dataset:
+    """Add the share of each superpixel inside the mask, and of the lesion in each superpixel."""
     fraction = ds["superpixel_mask_area"] / ds["superpixel_area"].where(ds["superpixel_area"] > 0)
     ds["superpixel_fraction"] = fraction.where(ds["has_mask"])
     total = ds["superpixel_mask_area"].sum("superpixel")

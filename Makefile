@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-test clean
+.PHONY: demo test lint notebooks install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: install-test
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# every notebook top to bottom, offline, failing on any error (outputs are not written back)
+notebooks: install-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=300 notebooks/
 
 clean:
 	rm -rf $(VENV) archivestore-demo.zarr

@@ -24,6 +24,7 @@ from zarr.core.sync import sync
 from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
+from archivestore.store._metadata_read import read_frame, read_records
 from archivestore.store._writing import StoreWriting
 
 __all__ = ["Store", "open_store"]
@@ -264,11 +265,11 @@ class Store(StoreWriting):
 
     def metadata_frame(self, table: str = "images") -> pd.DataFrame:
         """A table as a pandas DataFrame (index image or series id, columns dotted key paths)."""
-        return _metadata.read_frame(self.metadata(table))
+        return read_frame(self.metadata(table))
 
     def metadata_records(self, table: str = "images") -> dict[str, dict[str, Any]]:
         """Every row's leaf values re-nested exactly as in the original records."""
-        return _metadata.read_records(self.metadata(table))
+        return read_records(self.metadata(table))
 
     # -- radiology ----------------------------------------------------------------------
     def _complete(self, path: str, what: str) -> xr.Dataset:

@@ -13,6 +13,7 @@ import zarr
 
 from archivestore.store import _metadata
 from archivestore.store._metadata import flatten, variable_name
+from archivestore.store._metadata_read import read_frame, read_records
 
 
 def _table(url, batches):
@@ -37,7 +38,7 @@ def test_all_real_v1_records_round_trip(isic_fixtures, tmp_path):
     items = list(by_name.items())
     ds = _table(str(tmp_path / "t.zarr"), [dict(items[i:i + 6000]) for i in range(0, len(items), 6000)])
     assert ds.sizes["image"] == len(by_name)
-    back = _metadata.read_records(ds)
+    back = read_records(ds)
     n_leaves = 0
     for name, record in by_name.items():
         want, got = flatten(record), flatten(back[name])
@@ -49,7 +50,7 @@ def test_all_real_v1_records_round_trip(isic_fixtures, tmp_path):
     # a key with "/" and spaces keeps its exact path
     var = ds[variable_name(("meta", "unstructured", "clinical diagnosis/impression"))]
     assert var.attrs["path"] == ["meta", "unstructured", "clinical diagnosis/impression"]
-    frame = _metadata.read_frame(ds)
+    frame = read_frame(ds)
     assert frame.loc["ISIC_0000000", "meta.clinical.age_approx"] == 55
     assert frame["meta.clinical.melanocytic"].dtype == "boolean"
     assert pd.isna(frame.loc["ISIC_0000000", "meta.clinical.diagnosis_confirm_type"])
@@ -61,7 +62,7 @@ def test_types_missing_null_and_promotion(store_url):
         {"b": {"n": None, "s": "", "b": False, "k.ey/": 3}},
         {"c": {"n": 2.5, "s": 7, "l": "now a string", "big": 2**60}},
     ])
-    back = _metadata.read_records(ds)
+    back = read_records(ds)
     assert back["a"] == {"n": 1.0, "s": "x", "b": True, "l": [1, 2], "e": {}, "z": None, "f": 1.5}
     assert back["b"] == {"n": None, "s": "", "b": False, "k.ey/": 3}
     assert back["c"] == {"n": 2.5, "s": 7, "l": "now a string", "big": 2**60}
@@ -108,4 +109,4 @@ def test_rows_dropped_by_repair_do_not_come_back(tmp_path):
     _metadata.append_rows(group, {"b": {"y": "new"}, "c": {"y": "other"}})
     ds = xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
     assert np.isnan(ds["x"].values[1:]).all()
-    assert _metadata.read_records(ds) == {"a": {"x": 1}, "b": {"y": "new"}, "c": {"y": "other"}}
+    assert read_records(ds) == {"a": {"x": 1}, "b": {"y": "new"}, "c": {"y": "other"}}

@@ -58,7 +58,8 @@ class _Dask:
     def wait_some(self, futures: Iterable[Any]) -> set[Any]:
         from distributed import wait as dask_wait
 
-        return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+        with self.client.as_current():  # this client, even when another one is dask's default
+            return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
 
     def close(self) -> None:
         if self.owned:

@@ -28,3 +28,12 @@ def test_ingest_closes_the_client_it_made_and_keeps_the_callers(sample_dirs, tmp
             store = open_store(tmp_path / "b.zarr", mode="a")
             assert ingest(store, ChallengeSource([sample_dirs["train"]]), client=client, progress=False).ok
             assert client.status == "running"  # the caller's client stays the caller's
+
+
+def test_ingest_uses_the_given_client_even_when_it_is_not_the_default(sample_dirs, tmp_path):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            store = open_store(tmp_path / "c.zarr", mode="a")
+            report = ingest(store, ChallengeSource([sample_dirs["train"]]), client=client, progress=False)
+            assert report.ok and len(report.ingested) == 6

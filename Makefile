@@ -28,8 +28,9 @@ lint: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# the gates, then the suite and every notebook top to bottom in one pytest run
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbmake --nbmake-timeout=300 tests notebooks
 
 # every notebook top to bottom, offline, failing on any error (outputs are not written back)
 notebooks: install-test

@@ -132,7 +132,8 @@ def main(argv=None) -> None:
                         "the fixture's recorded superpixel image is 480 640)")
     parser.add_argument("--sample", type=int, default=300, help="rater pairs timed for isicarchive")
     parser.add_argument("--repeat", type=int, default=3, help="archivestore runs (best is kept)")
-    parser.add_argument("--scheduler", default="threads", help="dask scheduler for archivestore (threads, processes, sync)")
+    parser.add_argument("--scheduler", default="threads",
+                        help="dask scheduler for archivestore (threads, processes, sync)")
     args = parser.parse_args(argv)
 
     import dask
@@ -143,7 +144,8 @@ def main(argv=None) -> None:
     index = make_index(args.size)
     study = make_study(index, args.images, args.features, args.raters)
     n_pairs = args.images * args.features * args.raters * (args.raters - 1)
-    print(f"study: {args.images} images of {index.shape[0]}x{index.shape[1]} pixels, {int(index.max()) + 1} superpixels, "
+    print(f"study: {args.images} images of {index.shape[0]}x{index.shape[1]} pixels, "
+          f"{int(index.max()) + 1} superpixels, "
           f"{args.features} features, {args.raters} raters: {n_pairs} ordered rater pairs")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,9 +185,11 @@ def main(argv=None) -> None:
     i, f, a, b = pairs.T
     err_dice = np.max(np.abs(np.array(ref["dice"]) - dice[i, f, a, b]))
     err_corr = np.max(np.abs(np.array(ref["corr"]) - result["correlation"].values[i, f, a, b]))
-    print(f"isicarchive  image_dice + image_corr: {ref_rate:12.1f} pairs/s ({len(pairs)} pairs in {ref['seconds']:.3f} s, "
+    print(f"isicarchive  image_dice + image_corr: {ref_rate:12.1f} pairs/s "
+          f"({len(pairs)} pairs in {ref['seconds']:.3f} s, "
           "maps painted beforehand)")
-    print(f"archivestore overlap ({args.scheduler}):      {ours_rate:12.1f} pairs/s ({n_pairs} pairs in {min(times):.3f} s, "
+    print(f"archivestore overlap ({args.scheduler}):      {ours_rate:12.1f} pairs/s "
+          f"({n_pairs} pairs in {min(times):.3f} s, "
           "from the store, all three measures)")
     print(f"archivestore overlap, study in memory:  {memory_rate:12.1f} pairs/s ({min(memory):.3f} s; "
           f"{memory_rate / ref_rate:.0f}x)")

@@ -72,7 +72,8 @@ print(json.dumps({{"cold_s": cold, "warm_s": min(warm), "peak_mb": (peak - rss0)
 """
 
 ISICARCHIVE = _MEASURE.format(
-    setup="from isicarchive.jitfunc import superpixel_map\nindex = np.ascontiguousarray(index, dtype=np.int32)\ncall = superpixel_map",
+    setup=("from isicarchive.jitfunc import superpixel_map\n"
+           "index = np.ascontiguousarray(index, dtype=np.int32)\ncall = superpixel_map"),
     nbytes="result.nbytes",
 )
 ARCHIVESTORE = _MEASURE.format(

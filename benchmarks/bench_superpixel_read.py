@@ -83,7 +83,7 @@ def main(argv=None) -> int:
 
         print()
         print(f"{'image':10s} {'how':48s} {'wall':>11s} {'speed-up':>9s} {'CPU':>11s} {'CPU ratio':>9s}")
-        for k, (label, h, w, step) in enumerate(SIZES):
+        for k, (label, *_size) in enumerate(SIZES):
             image_id = f"ISIC_{k:07d}"
             png_path = pngs[image_id]
             expect = decode_superpixels(png_path.read_bytes())

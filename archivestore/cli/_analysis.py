@@ -33,9 +33,15 @@ def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("store", help=STORE_HELP)
     p.add_argument("--study", help="study name (default: the store's only study)")
+    p.add_argument("--segmentations", action="store_true",
+                   help="instead: the DICOM SEGs of every series with two or more, rater against rater per "
+                   "segment (Dice, Jaccard, volume in ml), written to segmentation_overlap")
+    p.add_argument("--series", nargs="+", default=None, metavar="UID",
+                   help="with --segmentations: only these source series")
     binarise = p.add_mutually_exclusive_group()
     binarise.add_argument("--threshold", type=float, default=None,
-                          help="Dice counts superpixels with value > THRESHOLD (default 0: 'possible' counts)")
+                          help="Dice counts superpixels with value > THRESHOLD (default 0: 'possible' counts); "
+                          "with --segmentations, fractional labels count where >= THRESHOLD (default 0.5)")
     binarise.add_argument("--definite", action="store_true", help="Dice counts value >= 1 ('definite') only")
     p.add_argument("--within-mask", action="store_true",
                    help="only pixels inside the lesion mask (images without one give NaN)")
@@ -56,6 +62,8 @@ def _overlap(args: argparse.Namespace) -> int:
     from archivestore.analysis import overlap, write_overlap
 
     store = open_store(args, mode="a")
+    if args.segmentations:
+        return _segmentation_overlap(args, store)
     name = args.study if args.study is not None else _only_study(store.studies())
     threshold, inclusive = (1.0, True) if args.definite else (args.threshold or 0.0, False)
     ds = overlap(store.study(name), threshold=threshold, inclusive=inclusive, within_mask=args.within_mask,
@@ -66,6 +74,22 @@ def _overlap(args: argparse.Namespace) -> int:
     print(f"study {name}: {n_img} images x {n_feat} features x {n_rat} raters; "
           f"binarised {written.attrs['binarised']}{', within the lesion mask' if args.within_mask else ''}")
     print(format_summary(written))
+    print(f"written to group {group!r}: xr.open_zarr({args.store!r}, group={group!r}, consolidated=False)")
+    return 0
+
+
+def _segmentation_overlap(args: argparse.Namespace, store: Any) -> int:
+    from archivestore.analysis import segmentation_overlap, segmentation_overlap_summary, write_segmentation_overlap
+
+    groups = store.segmentations_by_series(args.series)
+    if not any(len(segs) >= 2 for segs in groups.values()):
+        raise InvalidInputError("no series has two or more segmentations in the store")
+    ds = segmentation_overlap(groups, threshold=0.5 if args.threshold is None else args.threshold)
+    group = write_segmentation_overlap(store, ds)
+    written = store.open_dataset(group)
+    print(f"{written.sizes['series']} series x {written.sizes['segment']} segments x {written.sizes['rater']} "
+          f"raters; binarised {written.attrs['binarised']}")
+    print(segmentation_overlap_summary(written).to_dataframe().to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"written to group {group!r}: xr.open_zarr({args.store!r}, group={group!r}, consolidated=False)")
     return 0
 

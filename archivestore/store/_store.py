@@ -287,11 +287,23 @@ class Store(StoreWriting):
 
     def segmentations_of(self, series_uid: str) -> list[xr.Dataset]:
         """The stored segmentations of a series (found through the ``series_metadata`` table)."""
+        return self.segmentations_by_series([series_uid]).get(series_uid, [])
+
+    def segmentations_by_series(self, series: list[str] | None = None) -> dict[str, list[xr.Dataset]]:
+        """``{source SeriesInstanceUID: [segmentation Datasets]}`` (the series table read once).
+
+        ``series`` limits it to these source series; every series with a segmentation by default.
+        """
         frame = self.metadata_frame("series")
         if "store.source_series" not in frame:
-            return []
-        column = frame["store.source_series"].astype(object)
-        return [self.segmentation(uid) for uid in frame.index[column == series_uid]]
+            return {}
+        sources = frame["store.source_series"].astype(object)
+        wanted = None if series is None else set(series)
+        out: dict[str, list[xr.Dataset]] = {}
+        for seg_uid, source in sources.items():
+            if isinstance(source, str) and (wanted is None or source in wanted):
+                out.setdefault(source, []).append(self.segmentation(str(seg_uid)))
+        return out
 
     # -- studies ----------------------------------------------------------------------
     def studies(self) -> list[str]:

@@ -43,6 +43,18 @@ def test_ingest_tcia_then_overlap_of_segmentations(series, tmp_path, capsys):
     assert len(store.segmentations_of(uids["ct"])) == 2
     assert main(["select", store_path, "dicom.Modality == SEG", "--table", "series", "--count"]) == 0
     assert capsys.readouterr().out.strip().endswith("2")
+    # the two raters' overlap per segment, equal to counting voxels
+    assert main(["overlap", store_path, "--segmentations"]) == 0
+    out = capsys.readouterr().out
+    assert "1 series x 2 segments x 2 raters" in out
+    written = open_store(store_path).open_dataset("segmentation_overlap")
+    a = store.segmentation(uids["seg_a"])
+    b = store.segmentation(uids["seg_b"])
+    for k in range(2):
+        ma, mb = a["labels"].values[k] >= 0.5, b["labels"].values[k] >= 0.5
+        dice = 2 * np.count_nonzero(ma & mb) / (np.count_nonzero(ma) + np.count_nonzero(mb))
+        got = written["dice"].isel(series=0, segment=k).sel(rater=a.attrs["rater"], other=b.attrs["rater"])
+        assert abs(float(got) - dice) < 1e-9
 
 
 def test_ingest_idc_from_a_bucket(series, tmp_path, s3_env, capsys):

@@ -27,8 +27,8 @@ Goal (foundation issue): ingest wall time at most 1.5x the decode time / cores.
 from __future__ import annotations
 
 import argparse
-import csv
 import cProfile
+import csv
 import io
 import os
 import pstats

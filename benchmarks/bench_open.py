@@ -88,7 +88,8 @@ def build(path: Path, n: int, workers: int, verbose: bool) -> float:
         total_t += dt
         assert report.ok, report.failed[:3]
         if verbose:
-            print(f"  ingested images {start:,}..{stop - 1:,}: {dt:.1f} s, {dt / (stop - start) * 1e3:.2f} ms per image",
+            per_image = dt / (stop - start) * 1e3
+            print(f"  ingested images {start:,}..{stop - 1:,}: {dt:.1f} s, {per_image:.2f} ms per image",
                   flush=True)
     return total_t / (n - have)
 

@@ -45,7 +45,11 @@ class Answer:
     """What the server sends back: status, body, content type and extra headers."""
 
     def __init__(
-        self, status: int = 200, body: bytes = b"", content_type: str = "application/json", headers: dict[str, str] | None = None
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.status = status
         self.body = body

@@ -107,6 +107,7 @@ def synthetic_study(
         ``{annotation_id: {feature: [value per superpixel]}}`` in 0/0.5/1.
     """
     study_id = _object_id("study", name)
+    by_name = sorted(images, key=lambda r: r["name"])
     users = [{"_id": _object_id("user", a), "name": a} for a in annotators]
     study = {
         "_id": study_id,
@@ -117,7 +118,7 @@ def synthetic_study(
         "creator": users[0],
         "updated": "2019-01-02T00:00:00+00:00",
         "users": sorted(users, key=lambda u: u["name"]),
-        "images": [{"_id": r["_id"], "name": r["name"], "updated": r["updated"]} for r in sorted(images, key=lambda r: r["name"])],
+        "images": [{"_id": r["_id"], "name": r["name"], "updated": r["updated"]} for r in by_name],
         "questions": [],
         "features": [{"id": f} for f in features],
         "userCompletion": {},
@@ -155,7 +156,9 @@ def _annotation(study_id: str, user: dict[str, str], record: Record, complete: b
     return annotation
 
 
-def _feature_values(annotation_id: str, record: Record, features: tuple[str, ...], last_user: bool) -> dict[str, list[float]]:
+def _feature_values(
+    annotation_id: str, record: Record, features: tuple[str, ...], last_user: bool
+) -> dict[str, list[float]]:
     """Per-superpixel values of one annotation; the last user leaves the last feature unmarked (zeros)."""
     n = int(v1_superpixels(record["name"], synthetic_size(record)).max()) + 1
     rng = np.random.default_rng(seed_of("values", annotation_id))
@@ -332,7 +335,13 @@ class V1Server(FakeServer):
             anns = [a for a in self.annotations.values() if a["studyId"] == q["studyId"]]
             if q.get("detail", "false") != "true":
                 anns = [
-                    {"_id": a["_id"], "studyId": a["studyId"], "userId": a["user"]["_id"], "imageId": a["image"]["_id"], "state": a["state"]}
+                    {
+                        "_id": a["_id"],
+                        "studyId": a["studyId"],
+                        "userId": a["user"]["_id"],
+                        "imageId": a["image"]["_id"],
+                        "state": a["state"],
+                    }
                     for a in anns
                 ]
             return json_answer(anns)
@@ -361,6 +370,5 @@ class V1Server(FakeServer):
             return error_answer(401, "Login failed.")
         token = hashlib.sha256(f"{login}:{len(self.tokens)}".encode()).hexdigest()
         self.tokens[token] = login
-        return json_answer(
-            {"authToken": {"token": token, "expires": "2099-01-01T00:00:00+00:00", "scope": ["core.user_auth"]}, "user": {"login": login}}
-        )
+        auth = {"token": token, "expires": "2099-01-01T00:00:00+00:00", "scope": ["core.user_auth"]}
+        return json_answer({"authToken": auth, "user": {"login": login}})

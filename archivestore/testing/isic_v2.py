@@ -42,7 +42,9 @@ def v2_record_from_v1(record: Record, *, public: bool = True) -> Record:
         "isic_id": record["name"],
         "public": public,
         "copyright_license": dataset.get("license", "CC-0"),
-        "attribution": "Anonymous" if dataset.get("name", "").startswith("UDA") else f"{dataset.get('name', 'ISIC')} contributors",
+        "attribution": (
+            "Anonymous" if dataset.get("name", "").startswith("UDA") else f"{dataset.get('name', 'ISIC')} contributors"
+        ),
         "metadata": {"acquisition": acquisition, "clinical": clinical},
         "_collections": [dataset.get("name", "")],
         "_shape": list(synthetic_size(record)),
@@ -128,7 +130,14 @@ class V2Server(FakeServer):
 
     prefix = "/api/v2/"
 
-    def __init__(self, records: list[Record], *, token: str | None = None, url_ttl: float = 3600.0, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        *,
+        token: str | None = None,
+        url_ttl: float = 3600.0,
+        faults: Faults | None = None,
+    ) -> None:
         super().__init__(faults)
         self.records = sorted(records, key=lambda r: r["isic_id"])
         self.by_id = {r["isic_id"]: r for r in self.records}
@@ -219,7 +228,8 @@ class V2Server(FakeServer):
         nxt = None
         if offset + limit < len(items):
             params: dict[str, Any] = {k: v for k, v in q.items() if k not in ("cursor", "limit")}
-            params.update(limit=limit, cursor=base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode())
+            next_cursor = base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode()
+            params.update(limit=limit, cursor=next_cursor)
             nxt = f"{self.origin}{path}?{urlencode(params)}"
         body: dict[str, Any] = {"next": nxt, "previous": None, "results": page}
         if not cursor:
@@ -228,12 +238,14 @@ class V2Server(FakeServer):
 
     def _download(self, request: Request) -> Answer:
         q = request.query
-        denied = Answer(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", "application/xml")
+        expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        denied = Answer(403, expired, "application/xml")
         try:
             expires = int(q["expires"])
         except (KeyError, ValueError):
             return denied
-        if not hmac.compare_digest(q.get("signature", ""), self.sign(request.raw_path, expires)) or expires < self.now():
+        signed = hmac.compare_digest(q.get("signature", ""), self.sign(request.raw_path, expires))
+        if not signed or expires < self.now():
             return denied
         _, _, isic_id, name = request.raw_path.split("/")
         record = self.by_id.get(isic_id)

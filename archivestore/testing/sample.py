@@ -204,7 +204,9 @@ def write_sample_archive(root: str | Path, seed: int = 2017) -> dict[str, Path]:
     return dirs
 
 
-def _write_image(dirs: dict[str, Path], rng: np.random.Generator, image_id: str, h: int, w: int, label_png: bool) -> None:
+def _write_image(
+    dirs: dict[str, Path], rng: np.random.Generator, image_id: str, h: int, w: int, label_png: bool
+) -> None:
     """One image's files: JPEG, superpixels, masks, features of every rater, attribute masks."""
     rgb, mask = lesion_image(rng, h, w)
     sp = voronoi_superpixels(rng, h, w)
@@ -217,7 +219,7 @@ def _write_image(dirs: dict[str, Path], rng: np.random.Generator, image_id: str,
     pred = np.roll(mask, rng.integers(-12, 12, 2), axis=(0, 1))
     (dirs["predictions"] / f"{image_id}_segmentation.png").write_bytes(png(pred * 255))
     inside = np.bincount(sp.ravel(), weights=mask.ravel(), minlength=n) / np.bincount(sp.ravel(), minlength=n)
-    truth = {feature: (rng.random(n) < (0.55 - 0.12 * j) * (inside > 0.5)).astype(float) for j, feature in enumerate(FEATURES)}
+    truth = {f: (rng.random(n) < (0.55 - 0.12 * j) * (inside > 0.5)).astype(float) for j, f in enumerate(FEATURES)}
     (dirs["part2"] / f"{image_id}_features.json").write_text(json.dumps({f: v.tolist() for f, v in truth.items()}))
     for rater in RATERS[1:]:
         (dirs[rater] / f"{image_id}_features.json").write_text(json.dumps(_disagree(rng, truth)))

@@ -159,7 +159,9 @@ class SourceTests:
         loaders_of(items[0])[0]()
         assert byte_reads() > before, "the `byte_reads` fixture did not count a loader's read"
 
-    def test_a_bad_item_is_reported_and_the_others_ingested(self, bad_source: Any, bad_item_id: str, memory_store_url: str) -> None:
+    def test_a_bad_item_is_reported_and_the_others_ingested(
+        self, bad_source: Any, bad_item_id: str, memory_store_url: str
+    ) -> None:
         from archivestore import ingest, open_store
 
         good = {item.id for item in bad_source} - {bad_item_id}

@@ -72,7 +72,8 @@ def case(tmp_path_factory):
             Annotation("demo", rater, _values(values, r, {FEATURES[1]} if last and r == 3 else set()))
             for r, rater in enumerate(RATERS)
         ]
-        items.append(Item(image_id, {"name": image_id}, image=lambda b=_png(rgb[image_id]): b,
+        image_png = _png(rgb[image_id])
+        items.append(Item(image_id, {"name": image_id}, image=lambda b=image_png: b,
                           superpixels=lambda b=sp_png: b, annotations=annotations))
     store = open_store(path, mode="a")
     report = ingest(store, items, workers=2, progress=False)
@@ -117,7 +118,7 @@ def test_painted_pixels(case, definite):
     store, images, rgb, ann = case
     palette = agreement_palette(4)
     assert len({tuple(c) for c in palette[1:]}) == 4  # one colour per count
-    for i, (image_id, sp) in enumerate(images.items()):
+    for image_id, sp in images.items():
         img = heatmap(store, "demo", image_id, FEATURES[0], definite=definite, legend=False)
         assert img.mode == "RGB" and img.size == (sp.shape[1], sp.shape[0])
         out = np.asarray(img).astype(float)
@@ -169,14 +170,15 @@ def test_write_heatmaps_and_montage(case, tmp_path):
     assert sorted(order) == sorted(images)
     assert paths == [heatmap_path(tmp_path / "out", i, FEATURES[1], definite=True) for i in order]
     assert paths[0].name.endswith("_Pigment%20network%20%2F%20reticular_definite.png")  # escaped like store names
-    for path, image_id in zip(paths, order):
+    for path, image_id in zip(paths, order, strict=True):
         sp = images[image_id]
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size == (sp.shape[1], sp.shape[0])
             # the legend is drawn in the top-left corner: the first pixels differ from the bare heatmap
             bare = np.asarray(heatmap(store, "demo", image_id, FEATURES[1], definite=True, legend=False))
             assert (np.asarray(img.convert("RGB"))[:5, :5] != bare[:5, :5]).any()
-    grid = montage(paths * 2 + paths[:1], columns=2, cell_size=(120, 90), labels=[p.stem for p in paths * 2 + paths[:1]])
+    tiles = paths * 2 + paths[:1]
+    grid = montage(tiles, columns=2, cell_size=(120, 90), labels=[p.stem for p in tiles])
     n = len(paths) * 2 + 1
     assert grid.size == (2 * 120, -(-n // 2) * 90)
     grid.save(tmp_path / "montage.png")
@@ -200,7 +202,8 @@ def test_heatmap_command(case, tmp_path, capsys):
     image_id = list(images)[-1]
     args = parser.parse_args([
         "heatmap", store.url, "--study", "demo", "--feature", FEATURES[0], "--image", image_id,
-        "--out", str(tmp_path / "png"), "--montage", str(tmp_path / "m" / "grid.png"), "--columns", "3", "--cell", "100x80",
+        "--out", str(tmp_path / "png"), "--montage", str(tmp_path / "m" / "grid.png"),
+        "--columns", "3", "--cell", "100x80",
     ])
     assert args.func(args) == 0
     assert "1 heatmaps written" in capsys.readouterr().out
@@ -211,8 +214,8 @@ def test_heatmap_command(case, tmp_path, capsys):
     args = parser.parse_args(["heatmap", store.url, "--study", "nope", "--feature", "x", "--out", str(tmp_path / "o")])
     assert args.func(args) == 2
     assert "nope" in capsys.readouterr().err
-    args = parser.parse_args(["heatmap", store.url, "--study", "demo", "--feature", FEATURES[0], "--image", "ISIC_9999999",
-                              "--out", str(tmp_path / "o")])
+    args = parser.parse_args(["heatmap", store.url, "--study", "demo", "--feature", FEATURES[0],
+                              "--image", "ISIC_9999999", "--out", str(tmp_path / "o")])
     assert args.func(args) == 2
     assert "ISIC_9999999" in capsys.readouterr().err
     with pytest.raises(SystemExit):

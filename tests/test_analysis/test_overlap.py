@@ -149,7 +149,10 @@ def one_image(values_a, values_b, area, mask_area=None, has_mask=True):
         {
             "annotation": (("image", "feature", "rater", "superpixel"), ann),
             "superpixel_area": (("image", "superpixel"), area),
-            "superpixel_mask_area": (("image", "superpixel"), np.array([mask_area if mask_area is not None else np.zeros_like(area[0])], dtype=np.uint32)),
+            "superpixel_mask_area": (
+                ("image", "superpixel"),
+                np.array([mask_area if mask_area is not None else np.zeros_like(area[0])], dtype=np.uint32),
+            ),
             "has_mask": (("image",), [has_mask]),
         },
         coords={"image": ["I"], "feature": ["f"], "rater": ["a", "b"]},
@@ -298,7 +301,8 @@ def test_cli_with_a_distributed_scheduler(demo_store, capsys):
     name = open_store(demo_store).studies()[0]
     assert main(["overlap", str(demo_store), "--study", name]) == 0
     local = xr.open_zarr(demo_store, group=f"studies/{name}/overlap", consolidated=False).load()
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster:
         assert main(["overlap", str(demo_store), "--study", name, "--scheduler", cluster.scheduler_address]) == 0
     remote = xr.open_zarr(demo_store, group=f"studies/{name}/overlap", consolidated=False).load()
     xr.testing.assert_identical(local, remote)

@@ -22,7 +22,6 @@ from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
 
 from archivestore import ingest, open_store
-
 from archivestore.analysis._scores import (
     METRICS,
     confusion_counts,
@@ -250,8 +249,12 @@ def test_attribute_scores_match_official(attribute_case):
             assert float(got["dice"]) == pytest.approx(isc_metrics.binary_dice(cm), abs=1e-12)
             assert float(got["sensitivity"]) == pytest.approx(isc_metrics.binary_sensitivity(cm), abs=1e-12)
     for feature in FEATURES:
-        jac = [isc_metrics.binary_jaccard(create_binary_confusion_matrix(per[feature][0] > 128, per[feature][1] > 128)) for per in pairs.values()]
-        assert float(ds["macro_average"].sel(feature=feature, metric="jaccard")) == pytest.approx(np.mean(jac), abs=1e-12)
+        jac = [
+            isc_metrics.binary_jaccard(create_binary_confusion_matrix(per[feature][0] > 128, per[feature][1] > 128))
+            for per in pairs.values()
+        ]
+        macro = float(ds["macro_average"].sel(feature=feature, metric="jaccard"))
+        assert macro == pytest.approx(np.mean(jac), abs=1e-12)
     frame = score_table(ds)
     assert len(frame) == len(pairs) * len(FEATURES)
 
@@ -346,7 +349,8 @@ def _parser():
 def test_score_command(lesion_case, attribute_case, tmp_path, capsys):
     store = lesion_case[0]
     out = tmp_path / "scores.csv"
-    args = _parser().parse_args(["score", store.url, "--truth", "ground_truth", "--prediction", "model", "--out", str(out)])
+    argv = ["score", store.url, "--truth", "ground_truth", "--prediction", "model", "--out", str(out)]
+    args = _parser().parse_args(argv)
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "Macro averaged metrics" in printed and "threshold_jaccard" in printed

@@ -8,14 +8,12 @@ import uuid
 import numpy as np
 import pytest
 import xarray as xr
+from fakes.faulty_proxy import FaultyProxy
 
 from archivestore import ingest, open_store
 from archivestore.analysis import overlap
-from archivestore.testing.sample import STUDY
 from archivestore.sources import ChallengeSource
-
-from fakes.faulty_proxy import FaultyProxy
-
+from archivestore.testing.sample import STUDY
 
 KEEP = ("ISIC_0000000", "ISIC_0000003")  # one RGB-encoded and the 16-bit superpixel image
 

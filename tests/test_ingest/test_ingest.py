@@ -12,9 +12,9 @@ import xarray as xr
 from PIL import Image
 
 from archivestore import ingest, open_store
-from archivestore.testing.sample import FEATURES, STUDY
 from archivestore.imaging import decode_superpixels, encode_superpixels_rgb
 from archivestore.sources import ChallengeSource
+from archivestore.testing.sample import FEATURES, STUDY
 
 
 def _full_store(url, dirs):

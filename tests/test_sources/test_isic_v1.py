@@ -80,7 +80,8 @@ def test_best_segmentation_rule_cases():
     novice_ok = {"_id": "a", "failed": False, "reviews": [{"approved": True, "skill": "novice"}]}
     expert_rejected = {"_id": "b", "failed": False, "reviews": [{"approved": False, "skill": "expert"}]}
     expert_failed = {"_id": "c", "failed": True, "reviews": [{"approved": True, "skill": "expert"}]}
-    expert_ok = {"_id": "d", "failed": False, "reviews": [{"approved": True, "skill": "novice"}, {"approved": True, "skill": "expert"}]}
+    reviews = [{"approved": True, "skill": "novice"}, {"approved": True, "skill": "expert"}]
+    expert_ok = {"_id": "d", "failed": False, "reviews": reviews}
     assert best_segmentation([expert_rejected, novice_ok, expert_failed]) is novice_ok
     assert best_segmentation([novice_ok, expert_ok])["_id"] == "d"
     assert best_segmentation([expert_rejected, expert_failed]) is None
@@ -102,7 +103,8 @@ def test_study_source_through_faults(fixtures, study):
             shape = synthetic_size(record)
             assert decode_image(item.image()).shape == (*shape, 3)
             np.testing.assert_array_equal(decode_superpixels(item.superpixels()), v1_superpixels(item.id, shape))
-            group = sorted((s for s in segs.values() if s["imageId"] == record["_id"]), key=lambda s: s["created"], reverse=True)
+            of_image = (s for s in segs.values() if s["imageId"] == record["_id"])
+            group = sorted(of_image, key=lambda s: s["created"], reverse=True)
             best = best_segmentation(group)
             assert (item.mask is None) == (best is None)
             if best is not None:
@@ -125,7 +127,8 @@ def test_the_real_superpixels_of_isic_0000000(fixtures, study):
     with V1Server(images, segs, studies=[study]) as server:
         source = IsicStudySource(_api(server), "Synthetic Study", names=["ISIC_0000000", "ISIC_9999999"])
         item, = list(source)
-        assert [(p.item_id, "not an image of study 'Synthetic Study'" in p.reason) for p in source.problems] == [("ISIC_9999999", True)]
+        problems = [(p.item_id, "not an image of study 'Synthetic Study'" in p.reason) for p in source.problems]
+        assert problems == [("ISIC_9999999", True)]
         index = decode_superpixels(item.superpixels())
         assert index.shape == (480, 640) and int(index.max()) + 1 == 996
         assert all(len(v) == 996 for a in item.annotations for v in a.values().values())
@@ -201,7 +204,8 @@ def test_ingest_a_study_through_faults_stores_every_item_once(fixtures, study, t
         assert record == next(r for r in images.values() if r["name"] == "ISIC_0000001")
         # a rerun downloads no image, superpixels or mask again (the ingest re-reads annotation values)
         def downloads():
-            return [p for p, _, _ in server.log if p.endswith(("/download", "/superpixels", "/mask")) and not p.startswith("/api/v1/annotation/")]
+            fetched = [p for p, _, _ in server.log if p.endswith(("/download", "/superpixels", "/mask"))]
+            return [p for p in fetched if not p.startswith("/api/v1/annotation/")]
 
         before = len(downloads())
         again = archivestore.ingest(store, IsicStudySource(_api(server), "Synthetic Study"), progress=False)

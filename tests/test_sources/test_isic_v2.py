@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 from fakes import V1_FIXTURES, Faults, V2Server, load_v1_fixtures, synthetic_v2_records, v2_record_from_v1
+from PIL import Image
 
 import archivestore
 from archivestore.cli import main
@@ -47,7 +47,8 @@ def test_validate_query_catches_obvious_mistakes():
 
 
 def test_strip_signed_urls_keeps_sizes():
-    record = {"isic_id": "ISIC_1", "files": {"full": {"url": "https://b/x?signature=s", "size": 5}, "thumbnail_256": {"url": "u", "size": 2}}}
+    files = {"full": {"url": "https://b/x?signature=s", "size": 5}, "thumbnail_256": {"url": "u", "size": 2}}
+    record = {"isic_id": "ISIC_1", "files": files}
     stripped = strip_signed_urls(record)
     assert stripped["files"] == {"full": {"size": 5}, "thumbnail_256": {"size": 2}}
     assert record["files"]["full"]["url"]  # the original is untouched
@@ -173,12 +174,15 @@ def test_cli_ingest_isic(tmp_path, capsys):
         assert "3 ingested" in captured.out
         assert "tok" not in captured.err.replace("token", "")  # the bearer token is never printed
         assert "signature=REDACTED" in captured.err
-        assert sorted(archivestore.open_store(store).image_ids()) == [r["isic_id"] for r in records if r["metadata"]["clinical"]["sex"] == "male"]
+        males = [r["isic_id"] for r in records if r["metadata"]["clinical"]["sex"] == "male"]
+        assert sorted(archivestore.open_store(store).image_ids()) == males
         assert main(["ingest", "isic", "--store", store, "--base-url", server.url, "--query", "sex:'male'"]) == 2
         assert "single quotes" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (V1_FIXTURES / "images_v1.json.gz").exists(), reason=f"real ISIC v1 fixtures not found at {V1_FIXTURES}")
+@pytest.mark.skipif(
+    not (V1_FIXTURES / "images_v1.json.gz").exists(), reason=f"real ISIC v1 fixtures not found at {V1_FIXTURES}"
+)
 def test_records_derived_from_the_real_v1_records(tmp_path):
     images, _ = load_v1_fixtures()
     chosen = sorted(images.values(), key=lambda r: r["name"])[1:7]

@@ -10,10 +10,10 @@ import pytest
 from fakes import V1_FIXTURES, load_v1_fixtures, synthetic_v2_records
 
 import archivestore
-from archivestore.store import _metadata
 from archivestore.cli import main
 from archivestore.export import attributions, export_csv, licenses_summary, metadata_table, read_keys
 from archivestore.sources.isic_v2 import strip_signed_urls
+from archivestore.store import _metadata
 
 
 def _isic_cli_rows(records):
@@ -22,7 +22,8 @@ def _isic_cli_rows(records):
     rows = []
     for image in records:
         fields |= set(image["metadata"]["acquisition"]) | set(image["metadata"]["clinical"])
-        rows.append({"isic_id": image["isic_id"], "attribution": image["attribution"], "copyright_license": image["copyright_license"],
+        rows.append({"isic_id": image["isic_id"], "attribution": image["attribution"],
+                     "copyright_license": image["copyright_license"],
                      **image["metadata"]["acquisition"], **image["metadata"]["clinical"]})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, ["isic_id", "attribution", "copyright_license"] + sorted(fields))
@@ -75,8 +76,13 @@ def test_a_selection_in_its_order(v2_store, tmp_path):
 def test_keys_file_chooses_and_renames(v2_store, tmp_path):
     store, records = v2_store
     keys = tmp_path / "keys.csv"
-    keys.write_text("internal name,archive name\n# comment\nimage,isic_id\nage,age_approx\nsize,files.full.size\n\nlicense,copyright_license\n")
-    assert read_keys(keys) == [("image", "isic_id"), ("age", "age_approx"), ("size", "files.full.size"), ("license", "copyright_license")]
+    keys.write_text(
+        "internal name,archive name\n# comment\nimage,isic_id\nage,age_approx\nsize,files.full.size\n\n"
+        "license,copyright_license\n"
+    )
+    renamed = [("image", "isic_id"), ("age", "age_approx"), ("size", "files.full.size"),
+               ("license", "copyright_license")]
+    assert read_keys(keys) == renamed
     export_csv(store, tmp_path / "mapped.csv", keys=keys)
     rows = _read(tmp_path / "mapped.csv")
     assert rows[0] == ["image", "age", "size", "license"]
@@ -113,7 +119,9 @@ def test_attributions_and_licenses_as_isic_cli(v2_store):
     assert "CC-0: 1 image\n" in one and "CC-BY" not in one
 
 
-@pytest.mark.skipif(not (V1_FIXTURES / "images_v1.json.gz").exists(), reason=f"real ISIC v1 fixtures not found at {V1_FIXTURES}")
+@pytest.mark.skipif(
+    not (V1_FIXTURES / "images_v1.json.gz").exists(), reason=f"real ISIC v1 fixtures not found at {V1_FIXTURES}"
+)
 def test_v1_records_fall_back_to_name_and_dataset_license(tmp_path):
     images, _ = load_v1_fixtures()
     chosen = sorted(images.values(), key=lambda r: r["name"])[::500]
@@ -133,7 +141,8 @@ def test_v1_records_fall_back_to_name_and_dataset_license(tmp_path):
 def test_cli_export(v2_store, tmp_path, capsys):
     store, records = v2_store
     out, lic = tmp_path / "out.csv", tmp_path / "LICENSES.txt"
-    code = main(["export-csv", store.url, str(out), "--where", "metadata.clinical.sex == female", "--licenses", str(lic)])
+    argv = ["export-csv", store.url, str(out), "--where", "metadata.clinical.sex == female", "--licenses", str(lic)]
+    code = main(argv)
     assert code == 0
     female = [r for r in records if r["metadata"]["clinical"]["sex"] == "female"]
     rows = _read(out)

@@ -14,6 +14,7 @@ from archivestore.testing.store import CountingStore
 
 def _store_with(url, n):
     import io
+
     from PIL import Image
 
     buf = io.BytesIO()

@@ -14,11 +14,11 @@ import zarr.storage
 from PIL import Image
 
 from archivestore import ingest, open_store
-from archivestore.errors import LeaseTimeout
-from archivestore.store import acquire
 from archivestore.cli import main
-from archivestore.testing.sample import STUDY
+from archivestore.errors import LeaseTimeout
 from archivestore.sources import ChallengeSource
+from archivestore.store import acquire
+from archivestore.testing.sample import STUDY
 from archivestore.verify import verify
 
 

@@ -10,9 +10,9 @@ import pytest
 from fakes import V1_FIXTURES, load_v1_fixtures
 
 import archivestore
-from archivestore.store import _metadata
 from archivestore.cli import main
 from archivestore.select import Criterion, select
+from archivestore.store import _metadata
 
 _MISSING = object()
 
@@ -65,7 +65,8 @@ def real_frame(real_store):
     """The table read once (reading it takes a while); list fields are JSON text."""
     store, records = real_store
     frame = store.metadata_frame()
-    json_columns = {".".join(v.attrs["path"]) for v in store.metadata().data_vars.values() if v.attrs.get("value_type") == "json"}
+    variables = store.metadata().data_vars.values()
+    json_columns = {".".join(v.attrs["path"]) for v in variables if v.attrs.get("value_type") == "json"}
     assert "notes.tags" in json_columns
     return frame, json_columns, records
 
@@ -110,7 +111,8 @@ def test_refine_add_remove(real_store, real_frame):
     frame = real_frame[0]
     everything = select(store)  # from the store itself: JSON columns found from its attributes
     assert everything.ids == list(records)
-    assert everything.refine("notes.tags ni \"ISBI 2016: Training\"").ids == select(frame, "notes.tags ni \"ISBI 2016: Training\"", json_columns=real_frame[1]).ids
+    tagged = 'notes.tags ni "ISBI 2016: Training"'
+    assert everything.refine(tagged).ids == select(frame, tagged, json_columns=real_frame[1]).ids
     nevi = everything.refine("meta.clinical.diagnosis == nevus")
     old = nevi.refine("meta.clinical.age_approx >= 60")
     assert old.ids == select(frame, "meta.clinical.diagnosis == nevus", "meta.clinical.age_approx >= 60").ids
@@ -154,12 +156,15 @@ def test_types_are_kept_apart():
 
 def test_cli_select(real_store, real_frame, capsys):
     store, records = real_store
-    expected = select(real_frame[0], "meta.clinical.diagnosis != nevus").add("meta.clinical.age_approx >= 80").remove("meta.clinical.sex == male")
-    argv = ["select", store.url, "meta.clinical.diagnosis != nevus", "--add", "meta.clinical.age_approx >= 80", "--remove", "meta.clinical.sex == male"]
+    no_nevus, old = "meta.clinical.diagnosis != nevus", "meta.clinical.age_approx >= 80"
+    male = "meta.clinical.sex == male"
+    expected = select(real_frame[0], no_nevus).add(old).remove(male)
+    argv = ["select", store.url, no_nevus, "--add", old, "--remove", male]
     assert main(argv) == 0
     assert capsys.readouterr().out.split() == expected.ids
     assert main(argv + ["--columns", "meta.clinical.sex,meta.clinical.age_approx"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out), index_col=0)
-    assert list(table.index) == expected.ids and list(table.columns) == ["meta.clinical.sex", "meta.clinical.age_approx"]
+    assert list(table.index) == expected.ids
+    assert list(table.columns) == ["meta.clinical.sex", "meta.clinical.age_approx"]
     assert main(["select", store.url, "meta.clinical.diagnosys == x"]) == 2
     assert "meta.clinical.diagnosis" in capsys.readouterr().err

@@ -13,6 +13,8 @@ the functions, so importing this package needs only numpy and xarray.
 - :func:`agreement_grid`: how many raters marked each superpixel, images x features,
   with one shared count legend.
 - :func:`score_figure`: per-image segmentation scores of :func:`archivestore.analysis.score`.
+- :func:`volume_slices` / :func:`store_volume`: axial, coronal and sagittal slices of a volume
+  in millimetres, with the segments of one or more segmentations filled and outlined.
 - :func:`save_png`: a figure as a small palette PNG (for pictures kept in a repository).
 
 An analysis-layer package: it reads stores and analysis results, never sources or ingest.
@@ -20,9 +22,11 @@ An analysis-layer package: it reads stores and analysis results, never sources o
 
 from archivestore.plot._images import MASK_COLORS, image_overlay, save_png, store_image, superpixel_boundaries
 from archivestore.plot._studies import agreement_grid, feature_matrix, overlap_distributions, score_figure
+from archivestore.plot._volumes import RATER_LINESTYLES, store_volume, volume_slices
 
 __all__ = [
     "MASK_COLORS",
+    "RATER_LINESTYLES",
     "agreement_grid",
     "feature_matrix",
     "image_overlay",
@@ -30,5 +34,7 @@ __all__ = [
     "save_png",
     "score_figure",
     "store_image",
+    "store_volume",
     "superpixel_boundaries",
+    "volume_slices",
 ]

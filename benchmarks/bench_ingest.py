@@ -45,12 +45,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
+import archivestore._ingest._item as item_mod  # noqa: E402  (what one worker task calls)
+import archivestore._ingest._loop as loop_mod  # noqa: E402
+import archivestore.store._groups as groups_mod  # noqa: E402
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels, encode_superpixels_rgb  # noqa: E402
 from archivestore.sources import ChallengeSource  # noqa: E402
 from archivestore.testing.sample import jpeg, lesion_image, png, voronoi_superpixels  # noqa: E402
-
-ingest_mod = sys.modules["archivestore.ingest"]  # the package attribute is the function
 
 GOAL = 1.5
 TRAIN = "ISIC-2017_Training_Data"
@@ -108,14 +109,19 @@ def run_ingest(dirs: list[Path], store_path: Path):
 
 
 # -- profiling ---------------------------------------------------------------------------
-STAGES = {  # names looked up in archivestore.ingest's namespace
+STAGES = {  # decoders looked up in archivestore._ingest._item's namespace, writers on GroupWriter
     "decode_image": "decode image (JPEG)",
     "decode_superpixels": "decode superpixels (PNG)",
     "decode_mask": "decode mask (PNG)",
     "put_array": "put_array (create + write + checksum)",
     "put_coord": "put_coord (channel)",
-    "write_group_state": "write _archivestore attr",
+    "finish": "write _archivestore attr",
 }
+_WRITER_STAGES = ("put_array", "put_coord", "finish")
+
+
+def _owner(name: str) -> object:
+    return groups_mod.GroupWriter if name in _WRITER_STAGES else item_mod
 
 
 def profile_ingest(dirs: list[Path], store_path: Path, top: int) -> None:
@@ -124,10 +130,9 @@ def profile_ingest(dirs: list[Path], store_path: Path, top: int) -> None:
     stage_cpu: dict[str, float] = defaultdict(float)
     stage_wall: dict[str, float] = defaultdict(float)
     profiles: list[cProfile.Profile] = []
-    originals = {name: getattr(ingest_mod, name) for name in STAGES}
-    original_process = ingest_mod._process
-    import archivestore._images as images_mod
-    original_checksum = images_mod.checksum
+    originals = {name: getattr(_owner(name), name) for name in STAGES}
+    original_process = loop_mod.process_item
+    original_checksum = groups_mod.checksum
     originals_inner = {"checksum": original_checksum}
 
     def timed_stage(name, fn):
@@ -156,17 +161,17 @@ def profile_ingest(dirs: list[Path], store_path: Path, top: int) -> None:
     main_prof = cProfile.Profile(time.thread_time)
     try:
         for name in STAGES:
-            setattr(ingest_mod, name, timed_stage(name, originals[name]))
-        images_mod.checksum = timed_stage("checksum", original_checksum)
-        ingest_mod._process = process
+            setattr(_owner(name), name, timed_stage(name, originals[name]))
+        groups_mod.checksum = timed_stage("checksum", original_checksum)
+        loop_mod.process_item = process
         main_prof.enable()
         wall, cpu, _ = run_ingest(dirs, store_path)
         main_prof.disable()
     finally:
         for name, fn in originals.items():
-            setattr(ingest_mod, name, fn)
-        images_mod.checksum = originals_inner["checksum"]
-        ingest_mod._process = original_process
+            setattr(_owner(name), name, fn)
+        groups_mod.checksum = originals_inner["checksum"]
+        loop_mod.process_item = original_process
     print()
     print(f"profiled ingest: wall {wall:.2f} s, process CPU {cpu:.2f} s "
           f"({cpu / wall:.2f} of {os.cpu_count()} cores busy; profiling adds overhead)")
@@ -203,7 +208,8 @@ def cost_model(files: list[tuple[Path, object]], tmp: Path) -> None:
     import zarr
     import zarr.storage
 
-    from archivestore._images import TILE, put_array, put_coord
+    from archivestore.layout import TILE
+    from archivestore.store import GroupWriter
 
     dims = {decode_image: ("image", ("y", "x", "channel")), decode_superpixels: ("superpixels", ("y", "x")),
             decode_mask: ("mask", ("y", "x"))}
@@ -236,8 +242,8 @@ def cost_model(files: list[tuple[Path, object]], tmp: Path) -> None:
         t = time.process_time()
         if group is None:
             group = groups[image_id] = root.create_group(image_id)
-            put_coord(group, "channel", ["R", "G", "B"])
-        put_array(group, name, arr, d)
+            GroupWriter(group, fresh=True).put_coord("channel", ["R", "G", "B"])
+        GroupWriter(group, fresh=True).put_array(name, arr, d)
         acc["put_array (zarr create+write, incl. zstd 3 + sha256)"] += time.process_time() - t
     total_cpu, total_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     print(f"\nserial cost model: decode each file, then what ingest does with the array "

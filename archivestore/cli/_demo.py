@@ -62,7 +62,8 @@ def run_demo(store_url: str | Path = "archivestore-demo.zarr", workdir: str | Pa
     out("")
     out("open it with plain xarray (archivestore need not be installed):")
     out("  import xarray as xr")
-    for group in (f"images/{first}", "metadata", f"studies/{STUDY}", f"studies/{STUDY}/overlap"):
+    layout = store.layout
+    for group in (layout.image(first), layout.METADATA, layout.study(STUDY), layout.overlap(STUDY)):
         out(f"  xr.open_zarr({str(store_url)!r}, group='{group}', consolidated=False)")
     return 1 if failed else 0
 

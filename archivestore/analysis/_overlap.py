@@ -45,8 +45,10 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
+from archivestore.analysis._write import write_result
+
 if TYPE_CHECKING:
-    from archivestore.layout import Layout
+    pass
 
 __all__ = ["MEASURES", "overlap", "overlap_summary", "write_overlap"]
 
@@ -322,16 +324,6 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def _target(store: Any, storage_options: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None, Layout]:
-    """The store object (or URL and options) to write to, and the layout giving the group path."""
-    from archivestore.layout import LAYOUT
-
-    zstore = getattr(store, "zstore", None)
-    if zstore is not None:  # an archivestore Store
-        return zstore, None, store.layout
-    return store, storage_options, LAYOUT
-
-
 def write_overlap(
     store: Any,
     study_name: str,
@@ -363,16 +355,5 @@ def write_overlap(
         The group path, readable with
         ``xr.open_zarr(store, group=path, consolidated=False)``.
     """
-    target, options, layout = _target(store, storage_options)
-    group = layout.overlap(study_name)
-    ds = ds.copy()
-    for name in ds.variables:
-        ds[name].encoding = {}
-        if ds[name].dtype.kind == "U":  # variable-length strings, as the store keeps labels
-            ds[name] = ds[name].astype(object)
-    kwargs = {"storage_options": options} if options else {}
-    # xarray's overloads accept compute only as a Literal and storage_options only as dict[str, str]
-    ds.to_zarr(  # type: ignore[call-overload]
-        target, group=group, mode="w", consolidated=False, zarr_format=3, compute=compute, **kwargs
-    )
-    return group
+    return write_result(store, lambda layout: layout.overlap(study_name), ds, storage_options=storage_options,
+                        compute=compute)

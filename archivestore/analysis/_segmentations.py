@@ -53,6 +53,7 @@ import numpy as np
 import xarray as xr
 
 from archivestore.analysis._segmentation_counts import series_measures
+from archivestore.analysis._write import write_result
 from archivestore.errors import InvalidInputError
 
 __all__ = ["segmentation_overlap", "segmentation_overlap_summary", "write_segmentation_overlap"]
@@ -334,16 +335,5 @@ def write_segmentation_overlap(store: Any, ds: xr.Dataset, *, storage_options: d
         The group path (the group is replaced if it exists), readable with
         ``xr.open_zarr(store, group=path, consolidated=False)``.
     """
-    from archivestore.layout import LAYOUT
-
-    zstore = getattr(store, "zstore", None)
-    target, options, layout = (zstore, None, store.layout) if zstore is not None else (store, storage_options, LAYOUT)
-    group: str = layout.SEGMENTATION_OVERLAP
-    ds = ds.copy()
-    for name in ds.variables:
-        ds[name].encoding = {}
-        if ds[name].dtype.kind in "UO":  # variable-length strings, as the store keeps labels
-            ds[name] = ds[name].astype(object)
-    kwargs: dict[str, Any] = {"compute": compute, **({"storage_options": options} if options else {})}
-    ds.to_zarr(target, group=group, mode="w", consolidated=False, zarr_format=3, **kwargs)
-    return group
+    return write_result(store, lambda layout: layout.SEGMENTATION_OVERLAP, ds, storage_options=storage_options,
+                        compute=compute)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from archivestore.errors import ArchivestoreError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from distributed import Client
 
     from archivestore.store import Store
@@ -26,6 +27,7 @@ __all__ = [
     "EXPECTED_ERRORS",
     "STORE_HELP",
     "Command",
+    "show_table",
     "add_scheduler_option",
     "add_store_options",
     "command",
@@ -147,3 +149,14 @@ def print_report(summary: str, ok: bool, lines: Iterable[tuple[str, object]] = (
         print(f"{label} {item}", file=sys.stderr)
     print(summary)
     return 0 if ok else 1
+
+
+def show_table(table: pd.DataFrame, csv: str | None) -> int:
+    """Print a query's table, or write it as CSV to ``csv`` (``-``: standard output); return 0."""
+    if csv is not None:
+        table.to_csv(sys.stdout if csv == "-" else csv, index=False)
+    elif table.empty:
+        print("no results", file=sys.stderr)
+    else:
+        print(table.to_string(index=False))
+    return 0

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from archivestore.cli._common import command, error
+from archivestore.cli._common import command, error, show_table
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from archivestore.sources.idc import IdcIndex
 
@@ -93,20 +91,10 @@ def _index(args: argparse.Namespace) -> IdcIndex:
     return IdcIndex(args.index)
 
 
-def _show(table: pd.DataFrame, csv: str | None) -> int:
-    if csv is not None:
-        table.to_csv(sys.stdout if csv == "-" else csv, index=False)
-    elif table.empty:
-        print("no results", file=sys.stderr)
-    else:
-        print(table.to_string(index=False))
-    return 0
-
-
 @command
 @_extra_missing
 def _sql(args: argparse.Namespace) -> int:
-    return _show(_index(args).sql(args.sql), args.csv)
+    return show_table(_index(args).sql(args.sql), args.csv)
 
 
 @command
@@ -119,10 +107,10 @@ def _series(args: argparse.Namespace) -> int:
         if unknown:
             return error(f"no column {', '.join(unknown)} in the index; it has {', '.join(table.columns)}")
         table = table[wanted]
-    return _show(table, args.csv)
+    return show_table(table, args.csv)
 
 
 @command
 @_extra_missing
 def _collections(args: argparse.Namespace) -> int:
-    return _show(_index(args).sql(_COLLECTIONS_SQL), args.csv)
+    return show_table(_index(args).sql(_COLLECTIONS_SQL), args.csv)

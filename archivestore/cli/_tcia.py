@@ -9,13 +9,11 @@ output). The library behind it is :class:`archivestore.sources.tcia.Tcia`.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
-from archivestore.cli._common import command
+from archivestore.cli._common import command, show_table
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from archivestore.sources.tcia import Tcia
 
@@ -94,25 +92,15 @@ def _client(args: argparse.Namespace) -> Tcia:
     return Tcia(args.base_url, progress=False, **options)
 
 
-def _show(table: pd.DataFrame, csv: str | None) -> int:
-    if csv is not None:
-        table.to_csv(sys.stdout if csv == "-" else csv, index=False)
-    elif table.empty:
-        print("no results", file=sys.stderr)
-    else:
-        print(table.to_string(index=False))
-    return 0
-
-
 @command
 def _query(args: argparse.Namespace) -> int:
     tcia = _client(args)
     filters = {key: getattr(args, key) for key in args.filters}
-    return _show(getattr(tcia, args.method)(**filters), args.csv)
+    return show_table(getattr(tcia, args.method)(**filters), args.csv)
 
 
 @command
 def _by_series(args: argparse.Namespace) -> int:
     tcia = _client(args)
     uids = args.uids if args.method == "series_metadata" else args.uids[0]
-    return _show(getattr(tcia, args.method)(uids), args.csv)
+    return show_table(getattr(tcia, args.method)(uids), args.csv)

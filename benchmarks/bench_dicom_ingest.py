@@ -17,13 +17,17 @@ in the same run:
 
 Each is the median of ``--repeat`` runs (the files stay in the page cache). Printed: the ratio
 ingest / (decode / cores), the CPU split, and the store's size beside the raw pixel bytes.
-``--profile`` adds a serial cost model: the CPU time of each step of one series' ingest
-(read, parse, pixel decode, stacking and rescale, header JSON, sha256, Zstd, the rest of the
-zarr write), measured on the same files.
+``--transfer-syntax rle|j2k`` writes the files compressed (then the baseline really decodes).
+``--cluster`` adds the same ingest on a dask ``LocalCluster`` of ``os.cpu_count()``
+single-threaded worker processes (pydicom's parsing and the JPEG 2000 decoder hold the GIL, so
+threads cannot decode in parallel; processes can). ``--profile`` adds a serial cost model: the
+CPU time of each step of ingest (read, parse, pixel decode, stacking and rescale, header JSON,
+sha256, Zstd, the rest of the zarr write), measured on the same files.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_dicom_ingest.py [--series 6] [--slices 60] [--repeat 3] [--profile]
+    .venv/bin/python benchmarks/bench_dicom_ingest.py [--series 6] [--slices 60] [--repeat 3]
+        [--transfer-syntax explicit|rle|j2k] [--cluster] [--profile]
 
 Goal (issue 9): ingest wall time at most 1.5x the decode time / cores.
 """
@@ -192,12 +196,12 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
-def run_ingest(collection: dict[str, list[Path]], store_path: Path) -> tuple[float, float]:
-    """One ingest into a fresh store: (wall s, process CPU s)."""
+def run_ingest(collection: dict[str, list[Path]], store_path: Path, client: Any = None) -> tuple[float, float]:
+    """One ingest into a fresh store: (wall s, process CPU s of this process; a cluster's workers not included)."""
     shutil.rmtree(store_path, ignore_errors=True)
     store = open_store(store_path, mode="a")
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    report = ingest(store, items(collection), progress=False)
+    report = ingest(store, items(collection), client=client, progress=False)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     if not report.ok:
         raise RuntimeError(f"ingest failed: {report.failed}")
@@ -279,6 +283,20 @@ def print_cost_model(acc: dict[str, float], decode_cpu: float) -> None:
         print(f"  {name:66s} {value:6.2f} s  ({value / decode_cpu:.2f}x baseline)")
 
 
+def cluster_reference(collection: dict[str, list[Path]], store_path: Path, repeat: int, cores: int,
+                      baseline: float) -> None:
+    """The same ingest on a dask LocalCluster of ``cores`` single-threaded worker processes (no GIL shared)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        run_ingest(collection, store_path, client)  # warm-up: workers import pydicom, zarr, archivestore
+        walls = [run_ingest(collection, store_path, client)[0] for _ in range(repeat)]
+    wall = statistics.median(walls)
+    print(f"(reference: ingest on a LocalCluster of {cores} single-threaded processes, median of {repeat}: "
+          f"{wall:.3f} s = {wall / baseline:.2f}x baseline; runs {', '.join(f'{w:.2f}' for w in walls)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=6)
@@ -286,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--transfer-syntax", choices=sorted(TRANSFER_SYNTAXES), default="explicit",
                     help="how the files store their pixels (default: explicit, uncompressed as most CT)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also ingest on a dask LocalCluster of single-threaded worker processes")
     ap.add_argument("--profile", action="store_true", help="also print the serial cost model")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     args = ap.parse_args(argv)
@@ -337,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio ingest / (decode / cores) = {ratio:.2f}x: {verdict} the goal of <= {GOAL}x")
         print(f"CPU-time ratio ingest CPU / decode CPU = {cpu / serial_cpu:.2f}x "
               f"(the wall ratio an ingest keeping every core busy would reach)")
+        if args.cluster:
+            cluster_reference(collection, store_path, args.repeat, cores, baseline)
         print(c.load_note())
         if args.profile:
             print_cost_model(cost_model(collection, tmp), serial_cpu)

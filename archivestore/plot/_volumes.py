@@ -39,6 +39,8 @@ _AXIAL_LPS = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 # (increasing rightwards) and the one drawn bottom to top with the sign that points up
 _PLANES = {2: ("axial", 0, (1, -1.0)), 1: ("coronal", 0, (2, 1.0)), 0: ("sagittal", 1, (2, 1.0))}
 
+_PANEL_INCHES = 3.0  # height of the tallest plane
+
 Segmentations = xr.Dataset | Sequence[xr.Dataset] | Mapping[str, xr.Dataset] | None
 
 
@@ -128,27 +130,36 @@ def _masks(segs: Mapping[str, xr.Dataset], volume: xr.DataArray, segments: Seque
     return out
 
 
-def _through_labels(profile: np.ndarray) -> int:
-    """The index nearest the labelled voxels' mean position that holds some (the middle if none do)."""
-    held = np.flatnonzero(profile)
-    if held.size == 0:
-        return (len(profile) - 1) // 2
-    centre = float(np.dot(np.arange(len(profile)), profile) / profile.sum())
-    return int(held[np.argmin(np.abs(held - centre))])
+def _through_labels(counts: np.ndarray) -> int:
+    """Of the slices showing the most segments, the one nearest the labelled voxels' mean position.
+
+    ``counts`` is (segment, position): each segment's labelled voxels in each slice. With no
+    labelled voxel at all, the middle slice.
+    """
+    total = counts.sum(axis=0)
+    if not total.any():
+        return (len(total) - 1) // 2
+    centre = float(np.dot(np.arange(len(total)), total) / total.sum())
+    shown = (counts > 0).sum(axis=0)
+    best = np.flatnonzero(shown == shown.max())
+    return int(best[np.argmin(np.abs(best - centre))])
 
 
 def _indices(volume: xr.DataArray, masks: Mapping[str, Mapping[str, xr.DataArray]],
              chosen: Mapping[str, int | None]) -> dict[str, int]:
-    """Slice indices: those given, else through the labels' centre, else the middle."""
+    """Slice indices: those given, else through the labels (:func:`_through_labels`), else the middle."""
     import dask
 
-    union = [m.data for per_rater in masks.values() for m in per_rater.values()]
+    by_segment: dict[str, list[Any]] = {}
+    for per_rater in masks.values():
+        for name, mask in per_rater.items():
+            by_segment.setdefault(name, []).append(mask.data)
     missing = [k for k, d in enumerate(_DIMS) if chosen[d] is None]
-    profiles: dict[str, np.ndarray] = {}
-    if union and missing:
-        labelled = functools.reduce(np.logical_or, union)
-        sums = [labelled.sum(axis=tuple(o for o in range(3) if o != k)) for k in missing]
-        profiles = {_DIMS[k]: np.asarray(p) for k, p in zip(missing, dask.compute(*sums), strict=True)}
+    counts: dict[str, np.ndarray] = {}
+    if by_segment and missing:
+        unions = [functools.reduce(np.logical_or, marks) for marks in by_segment.values()]
+        sums = [[u.sum(axis=tuple(o for o in range(3) if o != k)) for u in unions] for k in missing]
+        counts = {_DIMS[k]: np.asarray(c) for k, c in zip(missing, dask.compute(*sums), strict=True)}
     out = {}
     for d, n in zip(_DIMS, volume.shape, strict=True):
         given = chosen[d]
@@ -157,7 +168,7 @@ def _indices(volume: xr.DataArray, masks: Mapping[str, Mapping[str, xr.DataArray
         if given is not None:
             out[d] = given % n
         else:
-            out[d] = _through_labels(profiles[d]) if d in profiles else (n - 1) // 2
+            out[d] = _through_labels(counts[d]) if d in counts else (n - 1) // 2
     return out
 
 
@@ -221,6 +232,28 @@ def _draw(ax: Axes, plane: _Plane, image: np.ndarray, marks: Mapping[str, Mappin
     ax.set_title(f"{plane.name}: {plane.dim} = {position:.1f} mm (#{plane.index})", fontsize="medium")
 
 
+def _figure(sizes: Sequence[tuple[float, float]], *, title: bool, legend: float) -> tuple[Figure, list[Axes]]:
+    """A figure with one axes per ``(width, height)`` in mm, side by side at one scale, ``legend`` inches on the right.
+
+    Placed by hand rather than by constrained layout, whose solution varies in the last bits from
+    one drawing to the next (and with it the antialiased contour pixels): the same data gives the
+    same PNG.
+    """
+    import matplotlib.pyplot as plt
+
+    scale = _PANEL_INCHES / max(height for _, height in sizes)
+    left, gap, bottom, top = 0.6, 0.7, 0.6, 0.35 + (0.3 if title else 0.0)
+    width = left + sum(w * scale for w, _ in sizes) + gap * (len(sizes) - 1) + max(legend, 0.2)
+    height = bottom + _PANEL_INCHES + top
+    fig = plt.figure(figsize=(width, height))
+    axes, x = [], left
+    for w, h in sizes:
+        y = bottom + (_PANEL_INCHES - h * scale) / 2
+        axes.append(fig.add_axes((x / width, y / height, w * scale / width, h * scale / height)))
+        x += w * scale + gap
+    return fig, axes
+
+
 def volume_slices(
     volume_ds: xr.Dataset | xr.DataArray,
     labels_ds: Segmentations = None,
@@ -250,8 +283,9 @@ def volume_slices(
         (:data:`RATER_LINESTYLES`); the legend names segments by ``segment_label`` and
         segmentations by rater.
     z, y, x
-        Indices of the slices (negative counts from the end). Default: the slice nearest the
-        centre of the labelled voxels that holds some, else the middle.
+        Indices of the slices (negative counts from the end). Default: of the slices that show
+        the most of the drawn segments, the one nearest the labelled voxels' centre (the middle
+        slice when nothing is labelled).
     segments
         The segments to draw, by ``segment_label`` or SegmentNumber (default all).
     window
@@ -277,7 +311,6 @@ def volume_slices(
     archivestore.errors.InvalidInputError
         A volume without (z, y, x), a segmentation on another grid, an index out of range.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -291,10 +324,12 @@ def volume_slices(
     names = list(dict.fromkeys(name for per_rater in masks.values() for name in per_rater))
     colors = {name: MASK_COLORS[k % len(MASK_COLORS)] for k, name in enumerate(names)}
 
-    widths = [np.ptp(coords[p.across][1]) for p in planes]
-    height = max(np.ptp(coords[p.up][1]) for p in planes)
-    fig, axes = plt.subplots(1, 3, figsize=(3.2 * sum(widths) / height + 1.6, 3.9), layout="constrained",
-                             gridspec_kw={"width_ratios": widths})
+    handles: list[Artist] = [Patch(facecolor=c, edgecolor=c, alpha=0.8, label=name) for name, c in colors.items()]
+    handles += [Line2D([], [], color="0.3", linestyle=RATER_LINESTYLES[k % len(RATER_LINESTYLES)], label=rater)
+                for k, rater in enumerate(masks)]
+    sizes = [(float(np.ptp(coords[p.across][1])), float(np.ptp(coords[p.up][1]))) for p in planes]
+    legend = 0.6 + 0.075 * max((len(str(h.get_label())) for h in handles), default=0)
+    fig, axes = _figure(sizes, title=bool(title), legend=legend if handles else 0.0)
     for ax, plane in zip(axes, planes, strict=True):
         cut = {plane.dim: plane.index}
         image = np.asarray(volume.isel(cut).transpose(plane.up, plane.across).values)
@@ -302,11 +337,8 @@ def volume_slices(
                          for name, m in per_rater.items()} for rater, per_rater in masks.items()}
         limits = window if window is not None else (float(np.nanmin(image)), float(np.nanmax(image)))
         _draw(ax, plane, image, marks, coords, colors, limits, fill)
-    handles: list[Artist] = [Patch(facecolor=c, edgecolor=c, alpha=0.8, label=name) for name, c in colors.items()]
-    handles += [Line2D([], [], color="0.3", linestyle=RATER_LINESTYLES[k % len(RATER_LINESTYLES)], label=rater)
-                for k, rater in enumerate(masks)]
     if handles:
-        fig.legend(handles=handles, loc="outside right center", fontsize="small", frameon=False)
+        fig.legend(handles=handles, loc="center right", fontsize="small", frameon=False)
     if title:
         fig.suptitle(title, fontsize="medium")
     return fig

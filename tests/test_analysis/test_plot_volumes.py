@@ -127,6 +127,16 @@ def test_fill_and_contours_are_where_the_labels_are():
     assert legend == ["liver", "tumour", "A", "B"]
 
 
+def test_default_slices_show_every_segment_they_can():
+    vol = volume()
+    seg = segmentation(vol, (slice(4, 6), slice(12, 16), slice(15, 19)), "A")  # a tumour at the liver's corner
+    fig = plot.volume_slices(vol, seg)
+    # the labelled voxels' centre is z 2.6, y 8.8, x 10.8 (slices with liver only); both show on z 4,
+    # y 12-13, x 15-16
+    assert [ax.get_title().split("(")[-1] for ax in fig.axes] == ["#4)", "#12)", "#15)"]
+    assert all(len(contours(ax)) == 2 for ax in fig.axes)
+
+
 def test_no_overlay_on_a_slice_without_labels():
     vol = volume()
     fig = plot.volume_slices(vol, segmentation(vol, TUMOUR_A, "A"), z=0, y=8, x=10)

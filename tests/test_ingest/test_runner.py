@@ -16,7 +16,7 @@ def _open_clients() -> set:
 
 def test_ingest_closes_the_client_it_made_and_keeps_the_callers(sample_dirs, tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         before = _open_clients()
         store = open_store(tmp_path / "a.zarr", mode="a")
         report = ingest(store, ChallengeSource([sample_dirs["train"]]), client=cluster.scheduler_address,
@@ -32,7 +32,7 @@ def test_ingest_closes_the_client_it_made_and_keeps_the_callers(sample_dirs, tmp
 
 def test_ingest_uses_the_given_client_even_when_it_is_not_the_default(sample_dirs, tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         with distributed.Client(cluster, set_as_default=False) as client:
             store = open_store(tmp_path / "c.zarr", mode="a")
             report = ingest(store, ChallengeSource([sample_dirs["train"]]), client=client, progress=False)

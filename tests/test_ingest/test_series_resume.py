@@ -76,7 +76,7 @@ def test_local_cluster_writes_what_threads_write(server, tmp_path):
     threads = open_store(tmp_path / "threads.zarr", mode="a")
     assert ingest(threads, source, progress=False).ok
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         cluster_store = open_store(tmp_path / "cluster.zarr", mode="a")
         report = ingest(cluster_store, source, client=client, progress=False)
     assert report.ok and len(report.ingested) == 4

@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUND_TRUTH",
+    "array_chunks",
     "LAYOUT",
     "LAYOUT_VERSION",
     "ROW_CHUNK",
     "STATE_KEY",
     "STUDY_CHUNKS",
+    "ARRAY_CHUNKS",
     "TILE",
     "VOLUME_CHUNKS",
     "Layout",
@@ -127,6 +129,16 @@ def tile_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...
     return tuple(out)
 
 
+ARRAY_CHUNKS = {"t": 1, "channel": 1, "z": 1, "y": TILE, "x": TILE}
+"""Chunks of microscopy images (and their label images): one plane of one channel per 1024² tile, as
+OME-NGFF viewers read them."""
+
+
+def array_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
+    """Chunks of a microscopy image or label image (see :data:`ARRAY_CHUNKS`)."""
+    return tuple(max(1, min(n, ARRAY_CHUNKS.get(d, n))) for n, d in zip(shape, dims, strict=True))
+
+
 def volume_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
     """Chunks of a volume or label volume (see :data:`VOLUME_CHUNKS`)."""
     return tuple(max(1, min(n, VOLUME_CHUNKS.get(d, n))) for n, d in zip(shape, dims, strict=True))
@@ -146,14 +158,17 @@ class Layout:
     SEGMENTATIONS = "segmentations"
     SERIES_METADATA = "series_metadata"
     SEGMENTATION_OVERLAP = "segmentation_overlap"
+    PLATES = "plates"
     LOCKS = "_locks"
 
     @property
     def top_groups(self) -> tuple[str, ...]:
         """Groups every store has from its creation on."""
-        return (self.IMAGES, self.MASKS, self.STUDIES, self.METADATA, self.SERIES, self.SEGMENTATIONS,
-                self.SERIES_METADATA, self.LOCKS, f"{self.LOCKS}/{self.IMAGES}", f"{self.LOCKS}/{self.SERIES}",
-                f"{self.LOCKS}/{self.SEGMENTATIONS}")
+        groups = (self.IMAGES, self.MASKS, self.STUDIES, self.METADATA, self.SERIES, self.SEGMENTATIONS,
+                  self.SERIES_METADATA, self.PLATES)
+        locks = (self.LOCKS, f"{self.LOCKS}/{self.IMAGES}", f"{self.LOCKS}/{self.SERIES}",
+                 f"{self.LOCKS}/{self.SEGMENTATIONS}", f"{self.LOCKS}/{self.PLATES}")
+        return groups + locks
 
     def node(self, name: str) -> str:
         """The node name of an archive name in this layout."""
@@ -192,6 +207,10 @@ class Layout:
     def segmentation(self, series_uid: str) -> str:
         """``segmentations/<SEG SeriesInstanceUID>``: one DICOM SEG as label volumes."""
         return f"{self.SEGMENTATIONS}/{self.node(series_uid)}"
+
+    def plate(self, plate_id: str) -> str:
+        """``plates/<id>``: a screening plate's well grid of image ids."""
+        return f"{self.PLATES}/{self.node(plate_id)}"
 
     def lock(self, name: str) -> str:
         """The key of lease ``name`` (a group path such as ``images/<id>``, or ``tables``)."""

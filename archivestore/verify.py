@@ -17,7 +17,7 @@ from itertools import chain
 
 from tqdm.auto import tqdm
 
-from archivestore.sources import Item, SeriesItem
+from archivestore.sources import ArrayItem, Item, SeriesItem
 from archivestore.store import Store, checksum
 
 __all__ = ["Problem", "VerifyReport", "verify"]
@@ -138,7 +138,7 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
     from archivestore.sources import item_from_origin
 
     unlisted = {p.image_id: store.image_record(p.image_id) for p in report.problems if p.kind == "unlisted"}
-    items: dict[str, Item | SeriesItem] = {}
+    items: dict[str, Item | SeriesItem | ArrayItem] = {}
     for problem in report.problems:
         if problem.kind == "unlisted":
             continue

@@ -27,10 +27,13 @@ from archivestore._ingest._results import ItemResult, SeriesResult
 from archivestore._ingest._runner import runner
 from archivestore.errors import BadItem, InvalidInputError
 from archivestore.layout import GROUND_TRUTH
-from archivestore.sources import Item, SeriesItem, validate_id
+from archivestore.sources import ArrayItem, Item, PlateItem, SeriesItem, validate_id
 from archivestore.store import Store, StudyRow
 
-__all__ = ["IngestReport", "ingest"]
+__all__ = ["AnyItem", "IngestReport", "ingest"]
+
+AnyItem = Item | SeriesItem | ArrayItem | PlateItem
+"""What a source may yield: images, DICOM series, microscopy images and plates."""
 
 
 @dataclass
@@ -104,12 +107,13 @@ class _Admission:
         self.seen: set[str] = set()
         self.done: dict[str, set[tuple[str, str]]] = {}
 
-    def __call__(self, item: Item | SeriesItem) -> Item | SeriesItem:
+    def __call__(self, item: AnyItem) -> AnyItem:
         validate_id(item.id, item.where)
-        if item.id in self.seen:
+        key = f"plate\0{item.id}" if isinstance(item, PlateItem) else item.id  # plates and images apart
+        if key in self.seen:
             raise BadItem(item.id, item.where, "the same id appears twice in this source")
-        if isinstance(item, SeriesItem):
-            self.seen.add(item.id)
+        if not isinstance(item, Item):
+            self.seen.add(key)
             return item
         if item.rater != GROUND_TRUTH:
             validate_id(item.rater, f"rater of {item.where}")
@@ -130,7 +134,7 @@ class _Admission:
         return self.done[study]
 
 
-def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item | SeriesItem) -> None:
+def _collect(report: IngestReport, pending: _Pending, fut: Any, item: AnyItem) -> None:
     try:
         result = fut.result()
     except BadItem as exc:
@@ -147,7 +151,8 @@ def _collect(report: IngestReport, pending: _Pending, fut: Any, item: Item | Ser
         report.ingested.append(item.id)
     else:
         report.skipped.append(item.id)
-    pending.add(item.id, result)
+    if not isinstance(item, PlateItem):  # a plate is its own group, not a table row
+        pending.add(item.id, result)
 
 
 def _is_seg(item: SeriesItem) -> bool:
@@ -155,18 +160,22 @@ def _is_seg(item: SeriesItem) -> bool:
     return str(item.metadata.get("Modality", "")).upper() == "SEG"
 
 
-def _task(item: Item | SeriesItem) -> Any:
-    """The function that writes one item (series code loads only when a series comes)."""
+def _task(item: AnyItem) -> Any:
+    """The function that writes one item (series and microscopy code load only when such an item comes)."""
     if isinstance(item, SeriesItem):
         from archivestore._ingest._series import process_series
 
         return process_series
+    if isinstance(item, (ArrayItem, PlateItem)):
+        from archivestore._ingest import _array
+
+        return _array.process_array if isinstance(item, ArrayItem) else _array.process_plate
     return process_item
 
 
 def ingest(
     store: Store,
-    source: Iterable[Item | SeriesItem],
+    source: Iterable[AnyItem],
     *,
     workers: int | None = None,
     client: Any = None,
@@ -182,9 +191,11 @@ def ingest(
     store
         The target store.
     source
-        Any iterable of :class:`~archivestore.sources.Item` (images) and
-        :class:`~archivestore.sources.SeriesItem` (DICOM series); if it has a
-        ``problems`` list (items it could not even form), those are reported too.
+        Any iterable of :class:`~archivestore.sources.Item` (images),
+        :class:`~archivestore.sources.SeriesItem` (DICOM series),
+        :class:`~archivestore.sources.ArrayItem` (microscopy images) and
+        :class:`~archivestore.sources.PlateItem` (plates); if it has a ``problems``
+        list (items it could not even form), those are reported too.
         Series whose record says ``Modality: SEG`` are written after the others,
         because a segmentation is stored on the grid of the volume it segments.
     workers
@@ -216,7 +227,7 @@ def ingest(
     total = len(source) if isinstance(source, Sized) else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
     run = runner(workers, client)
-    futures: dict[Any, Item | SeriesItem] = {}
+    futures: dict[Any, AnyItem] = {}
     later: list[SeriesItem] = []
 
     def drain(limit: int) -> None:
@@ -225,7 +236,7 @@ def ingest(
                 _collect(report, pending, fut, futures.pop(fut))
                 bar.update()
 
-    def submit(item: Item | SeriesItem) -> None:
+    def submit(item: AnyItem) -> None:
         futures[run.submit(_task(item), store, item)] = item
         drain(run.slots - 1)
 

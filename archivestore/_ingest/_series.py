@@ -126,7 +126,7 @@ def _write_volume(store: Store, item: SeriesItem, vid: str, volume: Volume) -> d
         state = store.group_state(path)
         if state and state.get("complete"):
             return dict(state["row"])
-        writer = store.series_group(path, replace=state is not None, attributes=attrs)
+        writer = store.new_group(path, replace=state is not None, attributes=attrs)
         dims = ("z", "y", "x")
         sums = {"volume": writer.put_array("volume", volume.array, dims,
                                            chunks=volume_chunks(volume.array.shape, dims),
@@ -190,7 +190,7 @@ def _write_segmentation(store: Store, item: SeriesItem, files: list[tuple[str, b
         state = store.group_state(path)
         if state and state.get("complete"):
             return SeriesResult(False, {item.id: dict(state["row"])})
-        writer = store.series_group(path, replace=state is not None, attributes=_seg_attrs(item, labels, volume, vid))
+        writer = store.new_group(path, replace=state is not None, attributes=_seg_attrs(item, labels, volume, vid))
         dims = ("segment", "z", "y", "x")
         sums = {"labels": writer.put_array("labels", labels.labels, dims,
                                            chunks=volume_chunks(labels.labels.shape, dims))}

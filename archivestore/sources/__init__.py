@@ -11,7 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from archivestore.sources import challenge, idc, isic_v1, isic_v2, tcia
-from archivestore.sources._base import Annotation, BadItem, Item, SeriesItem, Source, validate_id
+from archivestore.sources._base import (
+    AXES,
+    Annotation,
+    ArrayImage,
+    ArrayItem,
+    BadItem,
+    Item,
+    PlateItem,
+    SeriesItem,
+    Source,
+    validate_id,
+)
 from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
@@ -19,7 +30,10 @@ from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
 from archivestore.sources.tcia import Tcia, TciaSource
 
 __all__ = [
+    "AXES",
     "Annotation",
+    "ArrayImage",
+    "ArrayItem",
     "BadItem",
     "ChallengeSource",
     "IdcIndex",
@@ -29,6 +43,7 @@ __all__ = [
     "IsicV1",
     "IsicV2",
     "Item",
+    "PlateItem",
     "SeriesItem",
     "Source",
     "Tcia",
@@ -37,7 +52,7 @@ __all__ = [
     "validate_id",
 ]
 
-_ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item | SeriesItem]] = {
+_ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item | SeriesItem | ArrayItem]] = {
     "challenge": challenge.item_from_origin,
     "idc": idc.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,
@@ -46,7 +61,7 @@ _ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item 
 }
 
 
-def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item | SeriesItem:
+def item_from_origin(image_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> Item | SeriesItem | ArrayItem:
     """Rebuild an image's :class:`Item` (a series' :class:`SeriesItem`) from the ``origin`` recorded at ingest."""
     try:
         rebuild = _ORIGINS[origin.get("source")]

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 from archivestore.errors import BadItem
 from archivestore.layout import escape_name
 
-__all__ = ["Annotation", "BadItem", "Item", "SeriesItem", "Source", "validate_id"]
+__all__ = [
+    "Annotation", "ArrayImage", "ArrayItem", "BadItem", "Item", "PlateItem", "SeriesItem", "Source", "validate_id",
+]
 
 Loader = Callable[[], bytes]
 
@@ -116,6 +118,87 @@ class SeriesItem:
     files: FilesLoader
     where: str = ""
     origin: dict[str, Any] | None = None
+
+
+AXES = ("t", "channel", "z", "y", "x")
+"""The axes an :class:`ArrayImage` may have, in this order (microscopy images: OME-NGFF's t, c, z, y, x)."""
+
+
+@dataclass
+class ArrayImage:
+    """An n-D image as a microscopy source loads it: raw values with named axes and physical coordinates.
+
+    Parameters
+    ----------
+    data
+        The pixel values (numpy, or any array that ``numpy.asarray`` reads: dask, zarr), raw dtype.
+    axes
+        The image's axes, a subsequence of :data:`AXES` (``t``, ``channel``, ``z``, ``y``, ``x``).
+    coords
+        Physical coordinates of the axes that have them (e.g. ``z`` positions), by axis.
+    units
+        Unit of each axis with coordinates (``micrometer``, ``second``), as OME-NGFF names them.
+    channels
+        One dict per channel: ``label``, and OMERO's ``color`` (hex RGB), ``window``
+        (start/end/min/max), ``active`` where known.
+    labels
+        Label images (integer arrays over the image's spatial axes) by name.
+    rendered
+        True when the values are rendered 8-bit planes, not the raw pixels.
+    attrs
+        Anything else worth keeping (the OME-Zarr metadata it came from, the source's pixel record).
+    """
+
+    data: Any
+    axes: tuple[str, ...]
+    coords: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    rendered: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ArrayItem:
+    """One microscopy image of a source, with a lazy loader of its pixels.
+
+    Parameters
+    ----------
+    id
+        Image id (the group ``images/<id>``), e.g. the IDR image id as a string.
+    metadata
+        The source's full record of the image, JSON-compatible; map annotations and plate
+        positions go here (``map``, ``plate``, ``well``, ``row``, ``column``, ``field``), so
+        they become ``metadata`` table fields.
+    load
+        Returns the :class:`ArrayImage`; called by the ingestor on a worker.
+    where, origin
+        As for :class:`Item`.
+    """
+
+    id: str
+    metadata: dict[str, Any]
+    load: Callable[[], ArrayImage]
+    where: str = ""
+    origin: dict[str, Any] | None = None
+
+
+@dataclass
+class PlateItem:
+    """A high-content screening plate's well grid (the group ``plates/<id>``).
+
+    ``images`` maps (row label, column label, field index) to an image id that the same
+    source yields as an :class:`ArrayItem`; wells without an image are left out.
+    """
+
+    id: str
+    metadata: dict[str, Any]
+    rows: list[str]
+    columns: list[str]
+    fields: int
+    images: dict[tuple[str, str, int], str]
+    where: str = ""
 
 
 class Source(Protocol):

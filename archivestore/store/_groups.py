@@ -97,6 +97,14 @@ class GroupWriter:
         )
         arr[...] = np.array(labels, dtype=str)
 
+    def put_text(self, name: str, values: np.ndarray, dims: tuple[str, ...], **attrs: Any) -> None:
+        """Write a small n-D array of strings (one chunk), e.g. a plate's image ids by well."""
+        arr = self.group.create_array(
+            name, shape=values.shape, dtype=str, chunks=tuple(max(n, 1) for n in values.shape), fill_value="",
+            dimension_names=dims, overwrite=not self.fresh, attributes=attrs or None,
+        )
+        arr[...] = np.asarray(values, dtype=str)
+
     def put_values(self, name: str, values: np.ndarray, dim: str, **attrs: Any) -> None:
         """Write a small numeric 1-D array (a coordinate such as ``z`` in mm) in one chunk."""
         arr = self.group.create_array(

@@ -72,8 +72,8 @@ class StoreWriting:
         group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
         return GroupWriter(group, fresh=True)
 
-    def series_group(self, path: str, *, replace: bool, attributes: Mapping[str, Any] | None = None) -> GroupWriter:
-        """A writer for a new ``series/<id>`` or ``segmentations/<uid>`` group (``path`` from :attr:`layout`).
+    def new_group(self, path: str, *, replace: bool, attributes: Mapping[str, Any] | None = None) -> GroupWriter:
+        """A writer for a new item group at ``path`` (from :attr:`layout`: a series, segmentation or plate).
 
         ``replace=True`` drops an interrupted group first.
         """

@@ -271,6 +271,15 @@ class Store(StoreWriting):
         """Every row's leaf values re-nested exactly as in the original records."""
         return read_records(self.metadata(table))
 
+    # -- plates -------------------------------------------------------------------------
+    def plates(self) -> list[str]:
+        """Names of the screening plates in the store (lists the ``plates`` group)."""
+        return self._names(self.layout.PLATES)
+
+    def plate(self, plate_id: str) -> xr.Dataset:
+        """``plates/<id>``: ``image_id`` (row, column, field), ``""`` where a well has no image."""
+        return self._complete(self.layout.plate(plate_id), f"plate {plate_id!r}")
+
     # -- radiology ----------------------------------------------------------------------
     def _complete(self, path: str, what: str) -> xr.Dataset:
         if not (self.group_state(path) or {}).get("complete"):

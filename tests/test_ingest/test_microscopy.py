@@ -75,6 +75,8 @@ def test_microscopy_images_and_plate_round_trip(store_url):
     assert str(plate["image_id"].sel(row="B", column="2", field=1).values) == "1007"
     assert (plate["image_id"].sel(column="3").values == "").all()
     assert plate.attrs["screen"] == "screenA"
+    assert store.plates() == ["plate1 / screen A"]
+    assert store.plate("plate1 / screen A")["image_id"].shape == (2, 3, 2)
     again = ingest(store, items, progress=False)
     assert again.ok and again.ingested == [] and len(again.skipped) == len(items)
     assert sorted(store.image_ids()) == sorted(images)

@@ -56,6 +56,8 @@ def format_info(info: dict[str, Any]) -> str:
         f"  images: {info['images']}",
         f"  metadata fields: {info['metadata_fields']}",
         f"  mask raters (besides ground_truth): {', '.join(info['mask_raters']) or '-'}",
+        f"  series (volumes and segmentations): {info.get('series', 0)}",
+        f"  plates: {', '.join(info.get('plates', [])) or '-'}",
     ]
     for name, s in info["studies"].items():
         lines += [

@@ -363,6 +363,7 @@ class Store(StoreWriting):
             "layout": self.layout.version,
             "images": len(self),
             "series": len(self.series_ids()),
+            "plates": self.plates(),
             "metadata_fields": int(self.metadata().sizes.get("field", 0)),
             "studies": studies,
             "mask_raters": self.mask_raters(),

@@ -53,7 +53,7 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
@@ -70,7 +70,7 @@ TRANSFER_SYNTAXES = {"explicit": ExplicitVRLittleEndian, "rle": RLELossless, "j2
 
 
 # -- the collection -----------------------------------------------------------------------
-def _uid(*parts: object) -> str:
+def _uid(*parts: object) -> UID:
     return generate_uid(entropy_srcs=["archivestore benchmarks dicom", *map(str, parts)])
 
 
@@ -122,7 +122,10 @@ def stored_slice(rng: np.random.Generator, t: float) -> np.ndarray:
 
 @functools.cache
 def _template() -> Dataset:
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    path = get_testdata_file("CT_small.dcm", download=False)
+    if not isinstance(path, str):
+        raise FileNotFoundError("pydicom's test file CT_small.dcm is not installed")
+    ds = pydicom.dcmread(path)
     ds.PixelData = b""
     ds.Rows = ds.Columns = SIZE
     ds.PixelSpacing = [PIXEL_SPACING, PIXEL_SPACING]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -180,7 +181,7 @@ def warm_times(folder: Path, store_path: Path, uid: str, repeat: int) -> dict[st
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in [BASELINE, *METHODS]}
     for _ in range(repeat):
         for name in times:
-            times[name].append(timed_cpu(lambda name=name: call(name, folder, store_path, uid)))
+            times[name].append(timed_cpu(functools.partial(call, name, folder, store_path, uid)))
     return times
 
 
@@ -227,7 +228,7 @@ def codec_comparison(store_path: Path, uid: str, repeat: int) -> None:
         arr = zarr.open_array(path, mode="r")
         if not np.array_equal(arr[...], volume):
             raise AssertionError(f"{name} did not round-trip")
-        reads = [timed_cpu(lambda arr=arr: arr[...]) for _ in range(repeat)]
+        reads = [timed_cpu(functools.partial(arr.__getitem__, Ellipsis)) for _ in range(repeat)]
         cells = [statistics.median(x[i] for x in runs) for runs in (writes, reads) for i in (0, 1)]
         print(f"  {name:24s} {size / volume.nbytes:6.3f}  " + " ".join(c.fmt_s(v) for v in cells))
     shutil.rmtree(path, ignore_errors=True)

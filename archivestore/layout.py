@@ -48,6 +48,7 @@ __all__ = [
     "tile_chunks",
     "unescape_name",
     "volume_chunks",
+    "volume_compressors",
 ]
 
 LAYOUT_VERSION = 2
@@ -82,6 +83,18 @@ def compressors() -> tuple[BytesBytesCodec, ...]:
     from zarr.codecs import ZstdCodec
 
     return (ZstdCodec(level=ZSTD_LEVEL),)
+
+
+def volume_compressors() -> tuple[BytesBytesCodec, ...]:
+    """The codec of volumes and label volumes: Blosc with zstd level 1 and byte shuffle.
+
+    Measured on a 512x512x300 CT (``benchmarks/bench_volume_read.py --codecs``): 20 % smaller
+    than Zstd level 3, 2.8x less CPU to write and about 1.7x faster to read. Zarr v3 reads it
+    without plugins (the codec is recorded with each array, so older arrays stay readable).
+    """
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),)
 
 
 def escape_name(name: str) -> str:

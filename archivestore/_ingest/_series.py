@@ -30,7 +30,7 @@ from archivestore.dicom import (
     segmentation_source,
 )
 from archivestore.errors import BadItem, InvalidInputError, NotFoundError
-from archivestore.layout import volume_chunks
+from archivestore.layout import volume_chunks, volume_compressors
 from archivestore.sources import SeriesItem
 from archivestore.store import Store
 
@@ -129,7 +129,7 @@ def _write_volume(store: Store, item: SeriesItem, vid: str, volume: Volume) -> d
         writer = store.new_group(path, replace=state is not None, attributes=attrs)
         dims = ("z", "y", "x")
         sums = {"volume": writer.put_array("volume", volume.array, dims,
-                                           chunks=volume_chunks(volume.array.shape, dims),
+                                           chunks=volume_chunks(volume.array.shape, dims), codecs=volume_compressors(),
                                            long_name="value in modality units (rescaled)")}
         _put_grid(writer, volume.z, volume.y, volume.x, volume.sop_instance_uids, volume.frame_numbers)
         writer.finish({"complete": True, "name": vid, "series": item.id, "parts": volume.parts,
@@ -192,7 +192,7 @@ def _write_segmentation(store: Store, item: SeriesItem, files: list[tuple[str, b
             return SeriesResult(False, {item.id: dict(state["row"])})
         writer = store.new_group(path, replace=state is not None, attributes=_seg_attrs(item, labels, volume, vid))
         dims = ("segment", "z", "y", "x")
-        sums = {"labels": writer.put_array("labels", labels.labels, dims,
+        sums = {"labels": writer.put_array("labels", labels.labels, dims, codecs=volume_compressors(),
                                            chunks=volume_chunks(labels.labels.shape, dims))}
         writer.put_values("segment", np.asarray(labels.segment, dtype=np.int32), "segment")
         writer.put_coord("segment_label", list(labels.segment_label), dim="segment")

@@ -68,13 +68,15 @@ class GroupWriter:
         self.fresh = fresh
 
     def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
-                  chunks: tuple[int, ...] | None = None, **attrs: Any) -> str:
-        """Write ``data`` as array ``name`` (TILE-sized chunks unless ``chunks``); return its checksum."""
+                  chunks: tuple[int, ...] | None = None, codecs: tuple[Any, ...] | None = None,
+                  **attrs: Any) -> str:
+        """Write ``data`` as array ``name`` (TILE-sized chunks and Zstd unless ``chunks``/``codecs``); return
+        its checksum."""
         spec: dict[str, Any] = dict(
             shape=data.shape,
             dtype=data.dtype,
             chunks=chunks or tile_chunks(data.shape, dims),
-            compressors=compressors(),
+            compressors=codecs or compressors(),
             fill_value=0,
             dimension_names=dims,
             attributes=attrs or None,

@@ -128,8 +128,8 @@ def open_ngff(url: str, storage_options: Mapping[str, Any] | None = None) -> Ngf
         raise InvalidInputError(f"{where}: no Zarr group there") from None
     except (zarr.errors.ContainsArrayError, zarr.errors.NodeTypeValidationError):
         raise InvalidInputError(f"{where}: a Zarr array, not an OME-Zarr group") from None
-    except OSError as exc:
-        raise InvalidInputError(f"{where}: cannot read it: {redact(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - I/O, HTTP, credentials: all say the same to the caller
+        raise InvalidInputError(f"{where}: cannot read it: {type(exc).__name__}: {redact(exc)}") from None
     return _ngff(url, group)
 
 

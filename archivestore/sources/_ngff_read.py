@@ -20,7 +20,7 @@ from archivestore.errors import InvalidInputError
 from archivestore.sources._base import AXES, ArrayImage
 from archivestore.sources._ngff import Ngff, check_arrays, models, transforms, validate
 
-__all__ = ["PlateLayout", "read_image", "read_plate"]
+__all__ = ["PlateLayout", "check_image", "read_image", "read_plate"]
 
 _NAMES = {"t": "t", "c": "channel", "channel": "channel", "z": "z", "y": "y", "x": "x"}
 
@@ -76,12 +76,15 @@ def _channels(ngff: Ngff, count: int) -> list[dict[str, Any]]:
     return channels if len(channels) == count else []
 
 
+def check_image(ngff: Ngff) -> tuple[Any, list[str], list[Any]]:
+    """An image group's multiscale (validated), its axes (archivestore's names) and its arrays (checked)."""
+    multiscale = validate(ngff, models(ngff.version).image.ImageAttrs, "image").multiscales[0]
+    return multiscale, _axes(ngff, multiscale), check_arrays(ngff, multiscale)
+
+
 def read_image(ngff: Ngff, *, level: int = 0, lazy: bool = False) -> ArrayImage:
     """The image of an OME-Zarr ``multiscales`` group at one resolution level (see the module docstring)."""
-    attrs = validate(ngff, models(ngff.version).image.ImageAttrs, "image")
-    multiscale = attrs.multiscales[0]
-    names = _axes(ngff, multiscale)
-    arrays = check_arrays(ngff, multiscale)
+    multiscale, names, arrays = check_image(ngff)
     if not 0 <= level < len(arrays):
         raise InvalidInputError(f"{ngff.where}: no resolution level {level}; the image has levels 0 to "
                                 f"{len(arrays) - 1}")

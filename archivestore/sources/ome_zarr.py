@@ -22,8 +22,9 @@ the URL's last path part without ``.zarr``), or for an HCS plate a
 :class:`~archivestore.sources.PlateItem` (id: the plate's ``name``, else the last path part)
 and an ArrayItem per field image, with id ``<plate>_<row><column>_<field>`` (``plate1_B03_0``;
 ``field`` is the image's index in its well) and ``plate``, ``well``, ``row``, ``column``,
-``field`` in its metadata. Listing reads metadata only (the image's; a plate's and each well's);
-pixels are read when the ingest calls an item's ``load``. Needs ``pip install 'archivestore[ome]'``.
+``field`` in its metadata. Listing reads metadata only (an image's, validated with its arrays'
+metadata, so a bad image is a listing problem; a plate's and each well's); pixels are read when
+the ingest calls an item's ``load``. Needs ``pip install 'archivestore[ome]'``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from archivestore._secrets import redact
 from archivestore.errors import BadItem, InvalidInputError
 from archivestore.sources._base import ArrayImage, ArrayItem, PlateItem, validate_id
 from archivestore.sources._ngff import EXTRA_HINT, Ngff, join, open_ngff
-from archivestore.sources._ngff_read import read_image, read_plate
+from archivestore.sources._ngff_read import check_image, read_image, read_plate
 
 __all__ = ["EXTRA_HINT", "OmeZarrSource", "item_from_origin", "read_ome_zarr", "read_ome_zarr_image"]
 
@@ -156,8 +157,8 @@ class OmeZarrSource:
         for url in self.urls:
             try:
                 items = list(self._items(url))
-            except (InvalidInputError, OSError) as exc:
-                reason = redact(exc)
+            except Exception as exc:  # noqa: BLE001 - whatever one URL does (bad metadata, credentials, I/O) is its own
+                reason = redact(exc) if isinstance(exc, InvalidInputError) else f"{type(exc).__name__}: {redact(exc)}"
                 self.problems.append(BadItem(_tail(url), redact(url), reason.removeprefix(f"{redact(url)}: ")))
                 continue
             for item in items:
@@ -182,6 +183,7 @@ class OmeZarrSource:
             yield from self._plate(ngff)
             return
         image = _image_group(ngff)
+        check_image(image)  # a bad image is a listing problem, before any pixel is read
         metadata = {"url": redact(image.url), "ngff": image.attrs, **({"attributes": image.extra} if image.extra
                                                                        else {})}
         yield self._image_item(image.url, _image_id(image), metadata)

@@ -5,12 +5,13 @@
 - :class:`IsicSearchSource` over :class:`IsicV2`: a search of today's API v2.
 - :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`).
 - :class:`TciaSource` over :class:`Tcia`: The Cancer Imaging Archive's series (NBIA REST API v4).
+- :class:`IdrSource` over :class:`Idr`: the Image Data Resource's microscopy images and plates (OMERO.web).
 """
 
 from collections.abc import Callable
 from typing import Any
 
-from archivestore.sources import challenge, idc, isic_v1, isic_v2, tcia
+from archivestore.sources import challenge, idc, idr, isic_v1, isic_v2, tcia
 from archivestore.sources._base import (
     AXES,
     Annotation,
@@ -25,6 +26,7 @@ from archivestore.sources._base import (
 )
 from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.idc import IdcIndex, IdcSource
+from archivestore.sources.idr import Idr, IdrSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
 from archivestore.sources.tcia import Tcia, TciaSource
@@ -38,6 +40,8 @@ __all__ = [
     "ChallengeSource",
     "IdcIndex",
     "IdcSource",
+    "Idr",
+    "IdrSource",
     "IsicSearchSource",
     "IsicStudySource",
     "IsicV1",
@@ -55,6 +59,7 @@ __all__ = [
 _ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item | SeriesItem | ArrayItem]] = {
     "challenge": challenge.item_from_origin,
     "idc": idc.item_from_origin,
+    "idr": idr.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,
     "isic_v2": isic_v2.item_from_origin,
     "tcia": tcia.item_from_origin,

@@ -24,7 +24,8 @@ __all__ = ["Answer", "FakeServer", "Request", "error_answer", "json_answer"]
 
 
 class Request:
-    """A parsed request: decoded ``path`` and ``parts``, the ``raw_path``, ``query`` (last value wins), ``headers``,
+    """A parsed request: decoded ``path`` and ``parts``, the ``raw_path``, ``query`` (last value wins; every value in
+    ``query_lists``), ``headers``,
     the ``method``, and the fields of a POSTed form in ``form`` (last value wins)."""
 
     def __init__(self, handler: BaseHTTPRequestHandler) -> None:
@@ -32,7 +33,9 @@ class Request:
         self.path = unquote(parts.path)
         self.raw_path = parts.path
         self.parts = [unquote(p) for p in parts.path.split("/") if p]
-        self.query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        self.query_lists = parse_qs(parts.query, keep_blank_values=True)
+        """Every value of every query parameter (``image=1&image=2``)."""
+        self.query = {k: v[-1] for k, v in self.query_lists.items()}
         self.headers = handler.headers
         self.method = handler.command
         length = int(handler.headers.get("Content-Length") or 0)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
 from archivestore.cli._demo import add_demo_command
 from archivestore.cli._idc import add_idc_commands
+from archivestore.cli._idr import add_idr_commands
 from archivestore.cli._ingest import add_ingest_commands
 from archivestore.cli._store import add_store_commands
 from archivestore.cli._tables import add_table_commands
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_commands(sub)
     add_store_commands(sub)
     for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_tcia_commands,
-                add_idc_commands):
+                add_idc_commands, add_idr_commands):
         add(sub)
     return parser
 

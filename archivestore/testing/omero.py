@@ -14,7 +14,8 @@ Routes, with the answer shapes of omero-web 5.x (:mod:`archivestore.testing._ome
 - ``/api/v0/m/{projects,datasets,images,screens,plates,wells}/`` listings (``limit``/``offset``, capped at
   ``max_limit``; ``meta.totalCount``; filters ``?dataset=``, ``?project=``, ``?plate=``, ``?screen=``,
   ``?well=``, ``?image=``), single objects ``.../<id>/`` (404 ``{"message": "Image 9 not found"}``), and
-  ``projects/<id>/datasets/``, ``datasets/<id>/images/``, ``screens/<id>/plates/``, ``plates/<id>/wells/``.
+  ``projects/<id>/datasets/``, ``datasets/<id>/images/``, ``screens/<id>/plates/``, ``plates/<id>/wells/``
+  (filtered listings: empty, not 404, under an id that does not exist).
 - ``/webclient/api/annotations/?type=map&<kind>=<id>&...`` (repeatable ids, ``page``/``limit``),
   ``/webclient/api/plates/?id=<screen>`` (``page``/``limit``), ``/webgateway/plate/<id>/<field>/``.
 - ``/webclient/imgData/<id>/`` (403 for an image that does not exist, as the public user gets),
@@ -204,7 +205,7 @@ class OmeroWebServer(FakeServer):
         if len(rest) == 1:
             return self._listing(kind, request.query)
         oid = _int(rest[1])
-        if oid is None or not self._exists(kind, oid):
+        if oid is None or (len(rest) == 2 and not self._exists(kind, oid)):
             return _not_found(kind, rest[1])
         if len(rest) == 2:
             return json_answer({"data": self._marshal(kind, oid, single=True)})

@@ -23,7 +23,7 @@ from archivestore.store import GroupWriter, Store
 
 __all__ = ["process_array", "process_plate"]
 
-_RESERVED = frozenset({"image", *AXES, "superpixels", "mask", "attribute"})
+_RESERVED = frozenset({"image", *AXES})  # a label "mask" or "superpixels" is that array (an exported ISIC image)
 
 
 def _load(item: ArrayItem) -> ArrayImage:

@@ -33,6 +33,7 @@ def add_ingest_commands(subparsers: Any) -> None:
     _add_isic(sources)
     _add_tcia(sources)
     _add_idc(sources)
+    _add_ome_zarr(sources)
 
 
 def _add_challenge(sources: Any) -> None:
@@ -169,6 +170,30 @@ def _add_idc(sources: Any) -> None:
     p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
                    help="fsspec option for the bucket (repeatable), e.g. endpoint_url=http://127.0.0.1:9000")
     p.set_defaults(func=_idc)
+
+
+def _add_ome_zarr(sources: Any) -> None:
+    p = sources.add_parser(
+        "ome-zarr", help="OME-Zarr images and HCS plates (NGFF 0.4 or 0.5; local, s3://, https://)",
+        description="Ingest OME-Zarr images (with their labels, physical scale and channels) and HCS plates "
+        "(their field images, and the well grid into plates/<plate>); needs the ome extra.")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
+    p.add_argument("--level", type=int, default=0, help="resolution level (default 0: full resolution)")
+    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
+                   help="fsspec option for the URLs (repeatable), e.g. anon=true or endpoint_url=...")
+    p.add_argument("--workers", type=int, default=None, help="images read and written at once (default: CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p, "run read/write on a dask.distributed cluster")
+    add_store_options(p)
+    p.set_defaults(func=_ome_zarr)
+
+
+@command
+def _ome_zarr(args: argparse.Namespace) -> int:
+    from archivestore.sources.ome_zarr import OmeZarrSource
+
+    return _ingest(args, OmeZarrSource(args.urls, level=args.level, storage_options=dict(args.source_option)))
 
 
 @command

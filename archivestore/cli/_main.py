@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from archivestore.cli._analysis import add_heatmap_command, add_overlap_command, add_score_command
 from archivestore.cli._demo import add_demo_command
+from archivestore.cli._export import add_export_commands
 from archivestore.cli._idc import add_idc_commands
 from archivestore.cli._idr import add_idr_commands
 from archivestore.cli._ingest import add_ingest_commands
@@ -31,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_ingest_commands(sub)
     add_store_commands(sub)
-    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_tcia_commands,
-                add_idc_commands, add_idr_commands):
+    for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_export_commands,
+                add_tcia_commands, add_idc_commands, add_idr_commands):
         add(sub)
     return parser
 

@@ -1,0 +1,39 @@
+"""``archivestore export ome-zarr STORE OUT``: store images and volumes as OME-Zarr 0.5 images."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from archivestore.cli._common import STORE_HELP, add_scheduler_option, add_store_options, command, open_store
+
+__all__ = ["add_export_commands"]
+
+
+def add_export_commands(subparsers: Any) -> None:
+    """Add ``export`` with its format ``ome-zarr``."""
+    p = subparsers.add_parser("export", help="write store items in another format")
+    formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    q = formats.add_parser(
+        "ome-zarr", help="OME-Zarr 0.5 images with pyramids and label images (napari, ome-zarr-py, Fiji/MoBIE)",
+        description="Write each chosen image (ISIC images with their masks and superpixels as labels; "
+        "microscopy images as imported) and volume (with its segmentations as labels) to OUT/<id>.zarr, "
+        "validated with ome-zarr-models; needs the ome extra. Default: every image and volume.")
+    q.add_argument("store", help=STORE_HELP)
+    q.add_argument("out", help="output folder or fsspec URL")
+    q.add_argument("--image", nargs="+", default=None, metavar="ID", help="only these images")
+    q.add_argument("--series", nargs="+", default=None, metavar="UID", help="only these volumes")
+    q.add_argument("--levels", type=int, default=None, help="pyramid levels (default: down to ~256 pixels)")
+    add_scheduler_option(q, "write the pyramids on a dask.distributed cluster")
+    add_store_options(q)
+    q.set_defaults(func=_ome_zarr)
+
+
+@command
+def _ome_zarr(args: argparse.Namespace) -> int:
+    from archivestore.ome import export_ome_zarr
+
+    written = export_ome_zarr(open_store(args), args.out, images=args.image, series=args.series, levels=args.levels)
+    for path in written:
+        print(path)
+    return 0

@@ -21,6 +21,8 @@ def output_url(out: str | os.PathLike[str], item_id: str) -> str:
 
 
 def _volume_ids(store: Store) -> list[str]:
+    if not store.series_ids():  # (a store without series has no table to read)
+        return []
     frame = store.metadata_frame("series")
     if "store.kind" not in frame:
         return []

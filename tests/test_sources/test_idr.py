@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from archivestore.errors import BadItem, InvalidInputError, NotFoundError
+from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
 from archivestore.sources import ArrayItem, Idr, IdrSource, PlateItem
 from archivestore.sources import item_from_origin as any_item_from_origin
 from archivestore.sources._idr_items import ZarrUrls, study_folder
@@ -89,9 +89,9 @@ def test_the_session_is_opened_first_and_again_after_a_403(server, idr):
 
 
 def test_an_object_that_stays_forbidden_is_an_error_naming_it(server, idr):
-    with pytest.raises(Exception, match="99999") as info:
+    with pytest.raises(APIError, match="99999") as info:
         idr.image_data(99999)
-    assert getattr(info.value, "status", None) == 403 and "not visible to the public user" in str(info.value)
+    assert info.value.status == 403 and "not visible to the public user" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------- queries
@@ -354,13 +354,21 @@ def test_ingest_twice_through_faults_stores_each_image_once(server, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- OME-Zarr on S3
-@pytest.fixture
-def published(s3_bucket, s3_env, tmp_path):
-    """A stand-in whose project images and plate are also published as NGFF 0.4 on a local S3 bucket, IDR's way."""
+@pytest.fixture(scope="module")
+def published(s3_server, tmp_path_factory):
+    """A stand-in whose project images and plate are also published as NGFF 0.4 on a local S3 bucket, IDR's way.
+
+    Written once for the module; tests that add to it add their own project.
+    """
+    import s3fs
+    from fakes.s3 import new_bucket, point_s3fs_at
+
     ome = pytest.importorskip("archivestore.testing.ome")
-    root = f"s3://{s3_bucket}/zarr/v0.4"
-    options = {"endpoint_url": s3_env}
-    with OmeroWebServer() as server:
+    tmp_path = tmp_path_factory.mktemp("scratch")
+    with pytest.MonkeyPatch.context() as patch, OmeroWebServer() as server:
+        point_s3fs_at(s3_server, patch)
+        root = f"s3://{new_bucket()}/zarr/v0.4"
+        options = {"endpoint_url": s3_server}
         project = server.add_project(PROJECT)
         dataset = server.add_dataset("Dataset 1", project=project)
         fixtures = {}
@@ -380,6 +388,7 @@ def published(s3_bucket, s3_env, tmp_path):
             fields.update({server.wells[well].images[f]: layout.fields[(row, column, f)] for f in range(len(arrays))})
         server.ids = {"project": project, "screen": screen, "plate": plate, "unpublished": unpublished}
         yield server, fixtures, fields, f"{root}/{{study}}/{{image_id}}.zarr", options
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_published_images_are_read_raw_and_pixel_exact(published):
@@ -399,6 +408,21 @@ def test_published_images_are_read_raw_and_pixel_exact(published):
     assert not server.requests_to(f"webgateway/render_image/{next(iter(fixtures))}/")
 
 
+def test_published_images_ingest_pixel_exact(published, tmp_path):
+    from archivestore import ingest, open_store
+
+    server, fixtures, fields, template, options = published
+    store = open_store(f"memory://idr-zarr-{tmp_path.name}/store.zarr", mode="a")
+    source = IdrSource(client(server), project=server.ids["project"], screen=server.ids["screen"],
+                       zarr_url=template, storage_options=options)
+    report = ingest(store, source, progress=False, workers=2)
+    assert not report.failed, report.failed
+    for image_id, fixture in {**fixtures, **fields}.items():
+        np.testing.assert_array_equal(store.read(str(image_id)), fixture.data)
+        assert store.image(str(image_id))["image"].attrs["rendered"] is False
+    assert store.image(str(server.ids["unpublished"]))["image"].attrs["rendered"] is True
+
+
 def test_a_rendered_source_ignores_the_ome_zarr(published):
     server, fixtures, _, template, options = published
     image_id = next(iter(fixtures))
@@ -409,8 +433,9 @@ def test_a_rendered_source_ignores_the_ome_zarr(published):
 def test_an_ome_zarr_of_another_size_is_a_bad_item(published):
     ome = pytest.importorskip("archivestore.testing.ome")
     server, _, _, template, options = published
-    image_id = server.ids["unpublished"]  # 20 x 16 at IDR; its "publication" is 24 x 32
-    ome.write_ome_image(template.format(study="idr0062A", image_id=image_id), version="0.4", shape=(2, 3, 32, 24),
+    dataset = server.add_dataset("other", project=server.add_project("idr0099-someone-else/experimentB"))
+    image_id = server.add_image(pixels(11), dataset=dataset)  # 20 x 16 at IDR; its "publication" is 24 x 32
+    ome.write_ome_image(template.format(study="idr0099B", image_id=image_id), version="0.4", shape=(2, 3, 32, 24),
                         storage_options=options)
     item = next(iter(IdrSource(client(server), images=[image_id], zarr_url=template, storage_options=options)))
     with pytest.raises(BadItem, match=f"^{image_id}: s3://.*is 24x32 pixels, IDR says image {image_id} is 20x16"):

@@ -11,6 +11,7 @@ attributes (state last). A :class:`~archivestore.sources.PlateItem` becomes
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,8 @@ def process_array(store: Store, item: ArrayItem) -> ItemResult:
 def _write_image(writer: GroupWriter, item: ArrayItem, image: ArrayImage) -> dict[str, str]:
     data = np.asarray(image.data)
     axes = tuple(image.axes)
-    attrs: dict[str, Any] = {"rendered": image.rendered, "channels": image.channels}
+    attrs: dict[str, Any] = {"rendered": image.rendered, "channels": image.channels,
+                             "source": json.loads(json.dumps(image.attrs, default=str))}
     if image.rendered:
         attrs["long_name"] = "rendered 8-bit planes (not the raw pixel values)"
     sums = {"image": writer.put_array("image", data, axes, chunks=array_chunks(data.shape, axes), **attrs)}

@@ -34,6 +34,7 @@ def add_ingest_commands(subparsers: Any) -> None:
     _add_tcia(sources)
     _add_idc(sources)
     _add_ome_zarr(sources)
+    _add_idr(sources)
 
 
 def _add_challenge(sources: Any) -> None:
@@ -187,6 +188,52 @@ def _add_ome_zarr(sources: Any) -> None:
     add_scheduler_option(p, "run read/write on a dask.distributed cluster")
     add_store_options(p)
     p.set_defaults(func=_ome_zarr)
+
+
+def _add_idr(sources: Any) -> None:
+    p = sources.add_parser(
+        "idr", help="microscopy images and screening plates of the Image Data Resource (OMERO.web)",
+        description="Ingest the images (raw values from their OME-Zarr publication with --zarr-url, else the "
+        "rendered 8-bit planes, marked rendered) with their map annotations, and each plate's well grid.")
+    what = p.add_mutually_exclusive_group(required=True)
+    for flag in ("project", "dataset", "screen", "plate"):
+        what.add_argument(f"--{flag}", type=int, default=None, metavar="ID", help=f"every image of this {flag}")
+    what.add_argument("--image", type=int, nargs="+", default=None, metavar="ID", help="these images")
+    p.add_argument("--zarr-url", default=None, metavar="TEMPLATE",
+                   help="where the images' OME-Zarr lives, e.g. s3://idr/zarr/v0.4/{study}/{image_id}.zarr, "
+                   "or 'idr' for IDR's own (anonymous, its S3 endpoint)")
+    p.add_argument("--plate-zarr-url", default=None, metavar="TEMPLATE", help="a plate's OME-Zarr ({plate_id})")
+    p.add_argument("--rendered", action="store_true", help="the rendered 8-bit planes even where OME-Zarr exists")
+    p.add_argument("--thumbnails", action="store_true", help="only IDR's RGB thumbnails (a quick preview)")
+    p.add_argument("--level", type=int, default=0, help="OME-Zarr resolution level (default 0)")
+    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
+                   help="fsspec option for the OME-Zarr URLs (repeatable)")
+    p.add_argument("--base-url", default=None, help="OMERO.web root (default: https://idr.openmicroscopy.org/)")
+    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
+    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
+    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+    p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
+    p.add_argument("--workers", type=int, default=None, help="images fetched and written at once (default: CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
+    add_store_options(p)
+    p.set_defaults(func=_idr, cache_dir=None, cache_expire=0.0)
+
+
+@command
+def _idr(args: argparse.Namespace) -> int:
+    from archivestore.sources.idr import DEFAULT_IDR_URL, IDR_STORAGE_OPTIONS, IDR_ZARR_URL, Idr, IdrSource
+
+    options = {k: v for k, v in _client_options(args).items() if k not in ("cache_dir", "cache_expire")}
+    idr = Idr(args.base_url or DEFAULT_IDR_URL, **options)
+    zarr_url, storage = args.zarr_url, dict(args.source_option)
+    if zarr_url == "idr":
+        zarr_url, storage = IDR_ZARR_URL, {**IDR_STORAGE_OPTIONS, **storage}
+    source = IdrSource(idr, project=args.project, dataset=args.dataset, screen=args.screen, plate=args.plate,
+                       images=args.image, zarr_url=zarr_url, plate_zarr_url=args.plate_zarr_url,
+                       rendered=args.rendered, thumbnails=args.thumbnails, storage_options=storage or None,
+                       level=args.level)
+    return _ingest(args, source)
 
 
 @command

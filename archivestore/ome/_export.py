@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
 from archivestore.errors import NotFoundError
 from archivestore.layout import escape_name
 from archivestore.ome._specs import ImageSpec, image_spec, volume_specs
@@ -20,23 +22,21 @@ def output_url(out: str | os.PathLike[str], item_id: str) -> str:
     return f"{os.fspath(out).rstrip('/')}/{escape_name(item_id)}.zarr"
 
 
-def _volume_ids(store: Store) -> list[str]:
-    if not store.series_ids():  # (a store without series has no table to read)
-        return []
-    frame = store.metadata_frame("series")
+def _volume_ids(frame: pd.DataFrame) -> list[str]:
     if "store.kind" not in frame:
         return []
     return [str(uid) for uid, kind in frame["store.kind"].astype(object).items() if kind == "volume"]
 
 
-def _chosen(store: Store, images: Sequence[str] | None, series: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def _chosen(store: Store, images: Sequence[str] | None, series: Sequence[str] | None,
+            frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The image ids and volume ids to export (everything when neither is given); unknown ids raise."""
     if images is None and series is None:
-        return store.image_ids(), _volume_ids(store)
+        return store.image_ids(), _volume_ids(frame)
     missing = [i for i in images or [] if not store.is_complete(i)]
     if missing:
         raise NotFoundError(f"no complete image {', '.join(map(repr, missing))} in {store.url}")
-    volumes = _volume_ids(store) if series else []
+    volumes = _volume_ids(frame)
     chosen = []
     for uid in series or []:
         parts = [v for v in volumes if v == uid or v.startswith(f"{uid}_part")]
@@ -46,11 +46,12 @@ def _chosen(store: Store, images: Sequence[str] | None, series: Sequence[str] | 
     return list(images or []), chosen
 
 
-def _specs(store: Store, image_ids: list[str], volume_ids: list[str], batch: int) -> Iterator[list[ImageSpec]]:
+def _specs(store: Store, image_ids: list[str], volume_ids: list[str], frame: pd.DataFrame,
+           batch: int) -> Iterator[list[ImageSpec]]:
     for start in range(0, len(image_ids), batch):
         yield [image_spec(store, i) for i in image_ids[start:start + batch]]
     for start in range(0, len(volume_ids), batch):
-        yield volume_specs(store, volume_ids[start:start + batch])
+        yield volume_specs(store, volume_ids[start:start + batch], frame)
 
 
 def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequence[str] | None = None,
@@ -93,9 +94,12 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
     """
     import dask
 
-    image_ids, volume_ids = _chosen(store, images, series)
+    # the series table, read once (volumes and which SEGs segment them); a store without series has none
+    wanted = series is not None or images is None
+    frame = store.metadata_frame("series") if wanted and store.series_ids() else pd.DataFrame()
+    image_ids, volume_ids = _chosen(store, images, series, frame)
     written = []
-    for specs in _specs(store, image_ids, volume_ids, max(batch, 1)):
+    for specs in _specs(store, image_ids, volume_ids, frame, max(batch, 1)):
         tasks, urls = [], []
         for spec in specs:
             url = output_url(out, spec.id)

@@ -25,7 +25,10 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
+import zarr
 
+from archivestore.errors import NotFoundError
 from archivestore.layout import STATE_KEY, array_chunks, escape_name, volume_chunks
 from archivestore.store import Store
 
@@ -89,20 +92,44 @@ def _omero(names: list[str], stored: list[Any], dtype: np.dtype[Any], colors: di
     return {"channels": channels}
 
 
-def _geometry(ds: Any, dims: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
-    """Scale, origin and unit of each axis with coordinates (scale 1 and origin 0 otherwise)."""
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of an item group."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise NotFoundError(f"{group.path} has no array {name!r}")
+    return node
+
+
+def _values(group: zarr.Group, name: str) -> np.ndarray:
+    return np.asarray(_array(group, name)[...])
+
+
+def _dims(array: zarr.Array) -> tuple[str, ...]:
+    return tuple(str(d) for d in (getattr(array.metadata, "dimension_names", None) or ()))
+
+
+def _complete(store: Store, path: str, what: str) -> zarr.Group:
+    """The item group at ``path`` (read straight with zarr: no xarray per image), if it is complete."""
+    if not (store.group_state(path) or {}).get("complete"):
+        raise NotFoundError(f"no complete {what} in {store.url}")
+    return store.root[path]  # type: ignore[return-value]
+
+
+def _geometry(group: zarr.Group, dims: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+    """Scale, origin and unit of each axis with a coordinate array (scale 1 and origin 0 otherwise)."""
     scale, translation, units = {}, {}, {}
     for d in dims:
         axis = "c" if d == "channel" else d
         scale[axis], translation[axis] = 1.0, 0.0
-        if d == "channel" or d not in ds.coords:
+        if d == "channel" or d not in group:
             continue
-        values = np.asarray(ds[d].values, dtype=np.float64)
+        coord = _array(group, d)
+        values = np.asarray(coord[...], dtype=np.float64)
         if values.size:
             translation[axis] = float(values[0])
         if values.size > 1 and values[-1] != values[0]:
             scale[axis] = float((values[-1] - values[0]) / (values.size - 1))
-        unit = ds[d].attrs.get("units")
+        unit = coord.attrs.get("units")
         if unit:
             units[axis] = UNITS.get(str(unit), str(unit))
     return scale, translation, units
@@ -113,57 +140,62 @@ def _mask_label(name: str, values: da.Array, prop: dict[str, Any], color: str) -
     return LabelSpec(name, values, "yx", [{"label-value": 1, **prop}], [{"label-value": 1, "rgba": _rgba(color)}])
 
 
-def _record(store: Store, image_id: str, kind: str) -> dict[str, Any]:
-    return {"id": image_id, "kind": kind, "record": store.image_record(image_id)}
+def _record(group: zarr.Group, item_id: str, kind: str) -> dict[str, Any]:
+    """The ``archivestore`` attribute of an exported image: id, kind and the store's record of it."""
+    attrs = group.attrs.asdict()
+    return {"id": item_id, "kind": kind, "record": {k: v for k, v in attrs.items() if k != STATE_KEY}}
+
+
+def _lazy(group: zarr.Group, name: str) -> da.Array:
+    return da.from_zarr(_array(group, name))
 
 
 def image_spec(store: Store, image_id: str) -> ImageSpec:
     """The OME-Zarr image of ``images/<id>`` (an ISIC image or a microscopy image)."""
-    ds = store.image(image_id)
-    image = ds["image"]
-    if image.dims == ("y", "x", "channel"):
-        names = [str(c) for c in ds["channel"].values]
-        labels = [_mask_label("mask", ds["mask"].data, {"name": "lesion"}, "FF0000")] if "mask" in ds else []
-        if "superpixels" in ds:
-            labels.append(LabelSpec("superpixels", ds["superpixels"].data, "yx"))
-        for k, feature in enumerate(ds["feature"].values if "attribute" in ds else []):
-            labels.append(_mask_label(escape_name(f"attribute_{feature}"), ds["attribute"].data[k],
-                                      {"name": str(feature)}, PALETTE[k % len(PALETTE)]))
-        data = image.data.transpose(2, 0, 1)
+    group = _complete(store, store.layout.image(image_id), f"image {image_id!r}")
+    image = _array(group, "image")
+    dims = _dims(image)
+    record = _record(group, image_id, "image")
+    if dims == ("y", "x", "channel"):
+        names = [str(c) for c in _values(group, "channel")]
+        labels = [_mask_label("mask", _lazy(group, "mask"), {"name": "lesion"}, "FF0000")] if "mask" in group else []
+        if "superpixels" in group:
+            labels.append(LabelSpec("superpixels", _lazy(group, "superpixels"), "yx"))
+        features = [str(f) for f in _values(group, "feature")] if "attribute" in group else []
+        for k, feature in enumerate(features):
+            labels.append(_mask_label(escape_name(f"attribute_{feature}"), _lazy(group, "attribute")[k],
+                                      {"name": feature}, PALETTE[k % len(PALETTE)]))
+        data = _lazy(group, "image").transpose(2, 0, 1)
         return ImageSpec(image_id, data.rechunk(array_chunks(data.shape, ("channel", "y", "x"))), "cyx",
                          {"c": 1.0, "y": 1.0, "x": 1.0}, {"c": 0.0, "y": 0.0, "x": 0.0}, {},
-                         _omero(names, [], image.dtype, RGB), labels, _record(store, image_id, "image"))
-    dims = tuple(str(d) for d in image.dims)
+                         _omero(names, [], np.dtype(image.dtype), RGB), labels, record)
     axes = "".join("c" if d == "channel" else d for d in dims)
-    scale, translation, units = _geometry(ds, dims)
+    scale, translation, units = _geometry(group, dims)
     omero = None
     if "channel" in dims:
-        names = [str(c) for c in ds["channel"].values] if "channel" in ds.coords else \
-            [f"C{k}" for k in range(image.sizes["channel"])]
-        omero = _omero(names, list(image.attrs.get("channels") or []), image.dtype, {})
-    labels = []
-    for name, variable in ds.data_vars.items():
-        if variable.attrs.get("label") is True and name != "image":
-            labels.append(LabelSpec(escape_name(str(name)), variable.data.rechunk(
-                array_chunks(variable.shape, tuple(map(str, variable.dims)))), "".join(map(str, variable.dims))))
-    return ImageSpec(image_id, image.data.rechunk(array_chunks(image.shape, dims)), axes, scale, translation, units,
-                     omero, labels, _record(store, image_id, "image"))
+        n = image.shape[dims.index("channel")]
+        names = [str(c) for c in _values(group, "channel")] if "channel" in group else [f"C{k}" for k in range(n)]
+        stored = image.attrs.get("channels")
+        omero = _omero(names, list(stored) if isinstance(stored, list) else [], np.dtype(image.dtype), {})
+    labels = [LabelSpec(escape_name(name), da.from_zarr(array), "".join(_dims(array)))
+              for name, array in sorted(group.arrays()) if array.attrs.get("label") is True and name != "image"]
+    return ImageSpec(image_id, da.from_zarr(image), axes, scale, translation, units, omero, labels, record)
 
 
-def _seg_labels(segs: list[tuple[str, Any]]) -> list[LabelSpec]:
+def _seg_labels(segs: list[tuple[str, zarr.Group]]) -> list[LabelSpec]:
     """The label images of a volume's SEGs (see the module docstring); one dask pass checks overlaps."""
     binaries = []
-    for _, ds in segs:
-        labels = ds["labels"].data
+    for _, group in segs:
+        labels = _lazy(group, "labels")
         binaries.append(labels >= 0.5 if labels.dtype.kind == "f" else labels > 0)
     overlapping = dask.compute(*[(b.sum(axis=0, dtype=np.uint16) > 1).any() for b in binaries]) if binaries else []
     out = []
-    for (uid, ds), binary, overlaps in zip(segs, binaries, overlapping, strict=True):
-        numbers = [int(n) for n in ds["segment"].values]
+    for (uid, group), binary, overlaps in zip(segs, binaries, overlapping, strict=True):
+        numbers = [int(n) for n in _values(group, "segment")]
+        names, codes = _values(group, "segment_label"), _values(group, "segment_code")
         dtype = np.uint8 if max(numbers, default=0) < 256 else np.uint16
-        props = [{"label-value": n, "segment_label": str(ds["segment_label"].values[k]),
-                  "segment_code": str(ds["segment_code"].values[k]), "rater": str(ds.attrs.get("rater") or ""),
-                  "segmentation": uid} for k, n in enumerate(numbers)]
+        props = [{"label-value": n, "segment_label": str(names[k]), "segment_code": str(codes[k]),
+                  "rater": str(group.attrs.get("rater") or ""), "segmentation": uid} for k, n in enumerate(numbers)]
         colors = [{"label-value": n, "rgba": _rgba(PALETTE[(n - 1) % len(PALETTE)])} for n in numbers]
         if not overlaps:
             weights = da.from_array(np.asarray(numbers, dtype=dtype)[:, None, None, None], chunks=1)
@@ -177,24 +209,25 @@ def _seg_labels(segs: list[tuple[str, Any]]) -> list[LabelSpec]:
     return out
 
 
-def volume_specs(store: Store, uids: list[str]) -> list[ImageSpec]:
-    """The OME-Zarr images of ``series/<uid>`` volumes, each with its SEGs as label images."""
-    frame = store.metadata_frame("series")
+def volume_specs(store: Store, uids: list[str], frame: pd.DataFrame) -> list[ImageSpec]:
+    """The OME-Zarr images of ``series/<uid>`` volumes, each with its SEGs (found in ``frame``, the series
+    table) as label images."""
     sources = frame["store.source_series"].astype(object) if "store.source_series" in frame else None
     specs = []
     for uid in uids:
-        ds = store.volume(uid)
-        volume = ds["volume"]
-        spacing = [float(s) for s in ds.attrs.get("spacing", [1.0, 1.0, 1.0])]
-        origin = {d: float(ds[d].values[0]) if d in ds.coords and ds[d].size else 0.0 for d in ("z", "y", "x")}
+        group = _complete(store, store.layout.series(uid), f"volume {uid!r}")
+        volume = _array(group, "volume")
+        attrs: dict[str, Any] = dict(group.attrs.asdict())
+        spacing = [float(s) for s in attrs.get("spacing", [1.0, 1.0, 1.0])]
+        _, origin, _ = _geometry(group, ("z", "y", "x"))
         seg_uids = [] if sources is None else [str(s) for s, src in sources.items()
                                                if isinstance(src, str) and src == uid]
-        segs = [(seg_uid, store.segmentation(seg_uid)) for seg_uid in seg_uids]
-        record = {"id": uid, "kind": "volume", "record": ds.attrs.get("record"),
-                  **{k: ds.attrs[k] for k in ("spacing", "affine", "orientation", "uniform_spacing", "modality")
-                     if k in ds.attrs}, "segmentations": seg_uids}
-        record.pop(STATE_KEY, None)
-        specs.append(ImageSpec(uid, volume.data.rechunk(volume_chunks(volume.shape, ("z", "y", "x"))), "zyx",
+        segs = [(s, _complete(store, store.layout.segmentation(s), f"segmentation {s!r}")) for s in seg_uids]
+        record: dict[str, Any] = {"id": uid, "kind": "volume", "record": attrs.get("record"), "segmentations": seg_uids,
+                  **{k: attrs[k] for k in ("spacing", "affine", "orientation", "uniform_spacing", "modality")
+                     if k in attrs}}
+        data = da.from_zarr(volume)
+        specs.append(ImageSpec(uid, data.rechunk(volume_chunks(data.shape, ("z", "y", "x"))), "zyx",
                                dict(zip("zyx", spacing, strict=True)), origin,
                                dict.fromkeys("zyx", "millimeter"), None, _seg_labels(segs), record))
     return specs

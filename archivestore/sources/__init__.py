@@ -6,12 +6,13 @@
 - :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`).
 - :class:`TciaSource` over :class:`Tcia`: The Cancer Imaging Archive's series (NBIA REST API v4).
 - :class:`IdrSource` over :class:`Idr`: the Image Data Resource's microscopy images and plates (OMERO.web).
+- :class:`OmeZarrSource`: OME-Zarr images and HCS plates (NGFF 0.4 and 0.5) at paths or URLs.
 """
 
 from collections.abc import Callable
 from typing import Any
 
-from archivestore.sources import challenge, idc, idr, isic_v1, isic_v2, tcia
+from archivestore.sources import challenge, idc, idr, isic_v1, isic_v2, ome_zarr, tcia
 from archivestore.sources._base import (
     AXES,
     Annotation,
@@ -29,6 +30,7 @@ from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.idr import Idr, IdrSource
 from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
 from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
+from archivestore.sources.ome_zarr import OmeZarrSource
 from archivestore.sources.tcia import Tcia, TciaSource
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "IsicV1",
     "IsicV2",
     "Item",
+    "OmeZarrSource",
     "PlateItem",
     "SeriesItem",
     "Source",
@@ -62,6 +65,7 @@ _ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item 
     "idr": idr.item_from_origin,
     "isic_v1": isic_v1.item_from_origin,
     "isic_v2": isic_v2.item_from_origin,
+    "ome_zarr": ome_zarr.item_from_origin,
     "tcia": tcia.item_from_origin,
 }
 

@@ -6,7 +6,8 @@
 
 Each image or volume becomes one OME-Zarr image ``<out>/<escaped id>.zarr`` (ids escaped as the
 store escapes group names) with a multiscale pyramid (y and x halved per level until both are at
-most 256 pixels; intensities resized with anti-aliasing, labels by nearest neighbour) and its
+most 256 pixels; intensities by the mean of 2x2 blocks, or another of ome-zarr-py's methods, labels by
+nearest neighbour) and its
 label images under ``labels/``; the multiscales ``name`` is the id, so importing it again gives the
 same id, and the store's record is the group's ``archivestore`` attribute:
 
@@ -27,6 +28,7 @@ Needs ``pip install 'archivestore[ome]'``. Reads the store only: imports no sour
 """
 
 from archivestore.ome._export import export_ome_zarr, output_url
-from archivestore.ome._write import MIN_LEVEL_SIZE, pyramid_factors, validate_ome_zarr
+from archivestore.ome._write import DEFAULT_METHOD, METHODS, MIN_LEVEL_SIZE, pyramid_factors, validate_ome_zarr
 
-__all__ = ["MIN_LEVEL_SIZE", "export_ome_zarr", "output_url", "pyramid_factors", "validate_ome_zarr"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "MIN_LEVEL_SIZE", "export_ome_zarr", "output_url", "pyramid_factors",
+           "validate_ome_zarr"]

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
-
-import pandas as pd
 
 from archivestore.errors import NotFoundError
 from archivestore.layout import escape_name
 from archivestore.ome._specs import ImageSpec, image_spec, volume_specs
-from archivestore.ome._write import open_output, validate_ome_zarr, write_image
+from archivestore.ome._write import DEFAULT_METHOD, open_output, validate_ome_zarr, write_image
 from archivestore.store import Store
 
-__all__ = ["export_ome_zarr", "output_url"]
+__all__ = ["SeriesTable", "export_ome_zarr", "output_url", "series_table"]
+
+SeriesTable = dict[str, tuple[str, str]]
+"""``{SeriesInstanceUID: (kind, source series)}``: ``volume``/``segmentation``, and what a SEG segments."""
 
 
 def output_url(out: str | os.PathLike[str], item_id: str) -> str:
@@ -22,21 +24,29 @@ def output_url(out: str | os.PathLike[str], item_id: str) -> str:
     return f"{os.fspath(out).rstrip('/')}/{escape_name(item_id)}.zarr"
 
 
-def _volume_ids(frame: pd.DataFrame) -> list[str]:
-    if "store.kind" not in frame:
-        return []
-    return [str(uid) for uid, kind in frame["store.kind"].astype(object).items() if kind == "volume"]
+def series_table(store: Store) -> SeriesTable:
+    """``{uid: (kind, source series)}`` from two columns of the ``series_metadata`` table (read in one go)."""
+    if not store.series_ids():
+        return {}
+    columns = store.metadata("series")
+    names = [n for n in ("store.kind", "store.source_series") if n in columns]
+    table = columns[names].load()
+    uids = [str(u) for u in table["series"].values]
+    kinds = [str(k) for k in table["store.kind"].values] if "store.kind" in table else [""] * len(uids)
+    sources = [str(k) for k in table["store.source_series"].values] if "store.source_series" in table else \
+        [""] * len(uids)
+    return dict(zip(uids, zip(kinds, sources, strict=True), strict=True))
 
 
 def _chosen(store: Store, images: Sequence[str] | None, series: Sequence[str] | None,
-            frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+            table: SeriesTable) -> tuple[list[str], list[str]]:
     """The image ids and volume ids to export (everything when neither is given); unknown ids raise."""
+    volumes = [uid for uid, (kind, _) in table.items() if kind == "volume"]
     if images is None and series is None:
-        return store.image_ids(), _volume_ids(frame)
+        return store.image_ids(), volumes
     missing = [i for i in images or [] if not store.is_complete(i)]
     if missing:
         raise NotFoundError(f"no complete image {', '.join(map(repr, missing))} in {store.url}")
-    volumes = _volume_ids(frame)
     chosen = []
     for uid in series or []:
         parts = [v for v in volumes if v == uid or v.startswith(f"{uid}_part")]
@@ -46,17 +56,18 @@ def _chosen(store: Store, images: Sequence[str] | None, series: Sequence[str] | 
     return list(images or []), chosen
 
 
-def _specs(store: Store, image_ids: list[str], volume_ids: list[str], frame: pd.DataFrame,
+def _specs(store: Store, image_ids: list[str], volume_ids: list[str], table: SeriesTable,
            batch: int) -> Iterator[list[ImageSpec]]:
     for start in range(0, len(image_ids), batch):
         yield [image_spec(store, i) for i in image_ids[start:start + batch]]
+    segs = [(uid, source) for uid, (kind, source) in table.items() if kind == "segmentation"]
     for start in range(0, len(volume_ids), batch):
-        yield volume_specs(store, volume_ids[start:start + batch], frame)
+        yield volume_specs(store, volume_ids[start:start + batch], segs)
 
 
 def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequence[str] | None = None,
                     series: Sequence[str] | None = None, storage_options: Mapping[str, Any] | None = None,
-                    levels: int | None = None, batch: int = 16) -> list[str]:
+                    levels: int | None = None, method: str = DEFAULT_METHOD, batch: int = 8) -> list[str]:
     """Write store images and volumes as OME-Zarr 0.5 images with multiscale pyramids and label images.
 
     ISIC images become (c, y, x) with red/green/blue channels and their ``mask``, ``superpixels``
@@ -78,9 +89,14 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
         fsspec options for ``out``.
     levels
         Resolution levels per image; by default y and x are halved until both are at most 256.
+    method
+        How the intensities are downsampled, one of ome-zarr-py's methods: ``local_mean`` (the mean
+        of each 2x2 block; default), ``resize`` (ome-zarr-py's own default: Gaussian, then bilinear),
+        ``nearest``, ``zoom``. Labels are always downsampled by ``nearest``.
     batch
         Images (or volumes) whose pyramids are computed together in one parallel ``dask.compute``
-        (on dask's current scheduler: threads, or a ``dask.distributed`` client).
+        (on dask's current scheduler: threads, or a ``dask.distributed`` client). While a batch is
+        computed, the next one's metadata and task graphs are made and the one before is validated.
 
     Returns
     -------
@@ -94,19 +110,31 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
     """
     import dask
 
-    # the series table, read once (volumes and which SEGs segment them); a store without series has none
-    wanted = series is not None or images is None
-    frame = store.metadata_frame("series") if wanted and store.series_ids() else pd.DataFrame()
-    image_ids, volume_ids = _chosen(store, images, series, frame)
-    written = []
-    for specs in _specs(store, image_ids, volume_ids, frame, max(batch, 1)):
-        tasks, urls = [], []
-        for spec in specs:
-            url = output_url(out, spec.id)
-            tasks.extend(write_image(spec, open_output(url, storage_options), levels=levels))
-            urls.append(url)
-        dask.compute(*tasks)
-        for url in urls:
-            validate_ome_zarr(url, storage_options)
-        written.extend(urls)
+    # which series are volumes, and which SEGs segment them: two columns of the series table, read once
+    table = series_table(store) if series is not None or images is None else {}
+    image_ids, volume_ids = _chosen(store, images, series, table)
+    written: list[str] = []
+    running: tuple[Future[Any], list[str]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="ome-export") as computing:
+        for specs in _specs(store, image_ids, volume_ids, table, max(batch, 1)):
+            tasks, urls = [], []
+            for spec in specs:  # metadata and task graphs, while the batch before is computed
+                url = output_url(out, spec.id)
+                tasks.extend(write_image(spec, open_output(url, storage_options), levels=levels, method=method))
+                urls.append(url)
+            if running is not None:
+                running[0].result()
+            started = computing.submit(dask.compute, *tasks)
+            if running is not None:  # the batch before is written: check it while this one computes
+                written.extend(_validated(running[1], storage_options))
+            running = (started, urls)
+        if running is not None:
+            running[0].result()
+            written.extend(_validated(running[1], storage_options))
     return written
+
+
+def _validated(urls: list[str], storage_options: Mapping[str, Any] | None) -> list[str]:
+    for url in urls:
+        validate_ome_zarr(url, storage_options)
+    return urls

@@ -25,7 +25,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import pandas as pd
 import zarr
 
 from archivestore.errors import NotFoundError
@@ -209,10 +208,11 @@ def _seg_labels(segs: list[tuple[str, zarr.Group]]) -> list[LabelSpec]:
     return out
 
 
-def volume_specs(store: Store, uids: list[str], frame: pd.DataFrame) -> list[ImageSpec]:
-    """The OME-Zarr images of ``series/<uid>`` volumes, each with its SEGs (found in ``frame``, the series
-    table) as label images."""
-    sources = frame["store.source_series"].astype(object) if "store.source_series" in frame else None
+def volume_specs(store: Store, uids: list[str], segmentations: list[tuple[str, str]]) -> list[ImageSpec]:
+    """The OME-Zarr images of ``series/<uid>`` volumes, each with its SEGs as label images.
+
+    ``segmentations``: ``(SEG uid, the series it segments)`` of the store's SEGs.
+    """
     specs = []
     for uid in uids:
         group = _complete(store, store.layout.series(uid), f"volume {uid!r}")
@@ -220,8 +220,7 @@ def volume_specs(store: Store, uids: list[str], frame: pd.DataFrame) -> list[Ima
         attrs: dict[str, Any] = dict(group.attrs.asdict())
         spacing = [float(s) for s in attrs.get("spacing", [1.0, 1.0, 1.0])]
         _, origin, _ = _geometry(group, ("z", "y", "x"))
-        seg_uids = [] if sources is None else [str(s) for s, src in sources.items()
-                                               if isinstance(src, str) and src == uid]
+        seg_uids = [seg for seg, source in segmentations if source == uid]
         segs = [(s, _complete(store, store.layout.segmentation(s), f"segmentation {s!r}")) for s in seg_uids]
         record: dict[str, Any] = {"id": uid, "kind": "volume", "record": attrs.get("record"), "segmentations": seg_uids,
                   **{k: attrs[k] for k in ("spacing", "affine", "orientation", "uniform_spacing", "modality")

@@ -22,7 +22,7 @@ from ome_zarr_models.v05.image import Image  # noqa: E402
 
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.dicom import read_series  # noqa: E402
-from archivestore.errors import NotFoundError  # noqa: E402
+from archivestore.errors import InvalidInputError, NotFoundError  # noqa: E402
 from archivestore.ome import export_ome_zarr, output_url, pyramid_factors, validate_ome_zarr  # noqa: E402
 from archivestore.sources import ArrayImage, ArrayItem, ChallengeSource, SeriesItem  # noqa: E402
 from archivestore.sources.ome_zarr import OmeZarrSource, read_ome_zarr  # noqa: E402
@@ -235,3 +235,16 @@ def test_a_label_array_is_not_mistaken_for_an_image(tmp_path: Path) -> None:
     image = read_ome_zarr(url)
     np.testing.assert_array_equal(image.data, data)
     assert [c["label"] for c in image.channels] == ["a", "b"] and image.channels[0]["window"]["max"] == 1.0
+
+
+def test_downsampling_methods(store: Any, tmp_path: Path) -> None:
+    mean = zarr.open_group(export_ome_zarr(store, tmp_path / "mean", images=["ISIC_0000002"])[0], mode="r")
+    resize = zarr.open_group(export_ome_zarr(store, tmp_path / "resize", images=["ISIC_0000002"],
+                                             method="resize")[0], mode="r")
+    np.testing.assert_array_equal(mean["s0"][...], resize["s0"][...])
+    full = mean["s0"][...].astype(np.float64)
+    blocks = full.reshape(3, 300, 2, 400, 2).mean(axis=(2, 4))
+    np.testing.assert_array_equal(mean["s1"][...], blocks.astype(np.uint8))  # the mean of each 2x2 block
+    assert not np.array_equal(resize["s1"][...], mean["s1"][...])
+    with pytest.raises(InvalidInputError, match="downsampling method 'cubic' is not one of local_mean"):
+        export_ome_zarr(store, tmp_path / "bad", images=["ISIC_0000002"], method="cubic")

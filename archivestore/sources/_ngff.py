@@ -170,12 +170,12 @@ def _ngff(url: str, group: Any, *, fallback: str | None = None) -> Ngff:
     return Ngff(url, version, attrs, extra, group)
 
 
-def validate(ngff: Ngff, model: Any, what: str) -> Any:
-    """``model.model_validate`` of the group's NGFF attributes, errors summarised on one line."""
+def validate(ngff: Ngff, model: Any, what: str, *, exclude: tuple[str, ...] = ()) -> Any:
+    """``model.model_validate`` of the group's NGFF attributes (but ``exclude``), errors summarised on one line."""
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(ngff.attrs)
+        return model.model_validate({k: v for k, v in ngff.attrs.items() if k not in exclude})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:4])
         raise InvalidInputError(f"{ngff.where}: invalid NGFF {ngff.version} {what} metadata: {problems}") from None

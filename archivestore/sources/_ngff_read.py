@@ -58,27 +58,29 @@ def _read(ngff: Ngff, array: Any, lazy: bool) -> Any:
                                 f"{type(exc).__name__}: {exc}") from None
 
 
-def _channels(ngff: Ngff, count: int) -> list[dict[str, Any]]:
-    """OMERO's channel entries (validated, kept as written), when they describe every channel."""
+def _channels(ngff: Ngff, count: int) -> tuple[list[dict[str, Any]], str | None]:
+    """OMERO's channel entries, kept as written when there is one per channel, and what the model
+    found wrong with them (the ``omero`` block is transitional NGFF: a flaw is reported, not fatal)."""
     omero = ngff.attrs.get("omero")
     if not isinstance(omero, dict):
-        return []
+        return [], None
     from ome_zarr_models.common.omero import Omero
     from pydantic import ValidationError
 
+    problem = None
     try:
         Omero.model_validate(omero)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InvalidInputError(f"{ngff.where}: invalid omero metadata: "
-                                f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    channels = [dict(c) for c in omero.get("channels", [])]
-    return channels if len(channels) == count else []
+        problem = f"invalid omero metadata: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    channels = [dict(c) for c in omero.get("channels") or [] if isinstance(c, dict)]
+    return (channels if len(channels) == count else []), problem
 
 
 def check_image(ngff: Ngff) -> tuple[Any, list[str], list[Any]]:
     """An image group's multiscale (validated), its axes (archivestore's names) and its arrays (checked)."""
-    multiscale = validate(ngff, models(ngff.version).image.ImageAttrs, "image").multiscales[0]
+    # omero is checked on its own (:func:`_channels`): a flaw in the rendering settings is not a broken image
+    multiscale = validate(ngff, models(ngff.version).image.ImageAttrs, "image", exclude=("omero",)).multiscales[0]
     return multiscale, _axes(ngff, multiscale), check_arrays(ngff, multiscale)
 
 
@@ -99,11 +101,10 @@ def read_image(ngff: Ngff, *, level: int = 0, lazy: bool = False) -> ArrayImage:
     sizes = dict(zip(names, array.shape, strict=True))
     data, axes = _canonical(_read(ngff, array, lazy), names)
     labels = read_labels(ngff, sizes, level, lazy)
-    return ArrayImage(
-        data=data, axes=axes, coords=coords, units=units,
-        channels=_channels(ngff, sizes.get("channel", 1)) if "channel" in sizes else [], labels=labels,
-        attrs={"ngff": ngff.attrs, "url": ngff.where, "level": level, "version": ngff.version,
-               "name": multiscale.name})
+    channels, problem = _channels(ngff, sizes["channel"]) if "channel" in sizes else ([], None)
+    attrs = {"ngff": ngff.attrs, "url": ngff.where, "level": level, "version": ngff.version, "name": multiscale.name}
+    return ArrayImage(data=data, axes=axes, coords=coords, units=units, channels=channels, labels=labels,
+                      attrs={**attrs, "warnings": [problem]} if problem else attrs)
 
 
 def read_labels(ngff: Ngff, sizes: dict[str, int], level: int, lazy: bool) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from archivestore.testing.ome import (  # noqa: E402
     OmeImageFixture,
     OmePlateFixture,
     break_ome_zarr,
+    open_group,
     write_ome_fixtures,
     write_ome_image,
 )
@@ -191,6 +192,20 @@ def test_other_bad_locations(tmp_path: Path) -> None:
         read_ome_zarr(url, level=2)
     with pytest.raises(InvalidInputError, match=r"a Zarr array, not an OME-Zarr group"):
         read_ome_zarr(f"{url}/s0")
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_flawed_omero_block_is_reported_not_fatal(tmp_path: Path, version: str) -> None:
+    fixture = write_ome_image(tmp_path / "x.zarr", version=version)
+    group = open_group(fixture.url, mode="r+")
+    attrs = group.attrs.asdict()
+    ngff = dict(attrs["ome"]) if version == "0.5" else dict(attrs)
+    ngff["omero"] = {"channels": [{"label": "DAPI"}, {"label": "GFP", "color": "00FF00"}]}  # no windows
+    group.attrs.update({"ome": ngff} if version == "0.5" else ngff)
+    image = read_ome_zarr(fixture.url)
+    np.testing.assert_array_equal(image.data, fixture.data)
+    assert [c["label"] for c in image.channels] == ["DAPI", "GFP"]
+    assert image.attrs["warnings"] == ["invalid omero metadata: channels.0.color: Field required"]
 
 
 def test_duplicate_ids_are_problems_and_secrets_stay_out_of_them(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ metadata is validated with ome-zarr-models' own pydantic models of that version,
 problem becomes an :class:`~archivestore.errors.InvalidInputError` naming the URL (secrets redacted).
 
 One leniency, on purpose: ome-zarr-py 0.18 writes a 0.5 ``labels`` group without its ``version``;
-such a group is read as the version of the image it belongs to.
+a group below an OME-Zarr group (:meth:`Ngff.child`) that has no version is read as its parent's.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Ngff:
         """``image``, ``plate``, ``well``, ``labels`` or ``bioformats2raw``."""
         for key, kind in (("multiscales", "image"), ("plate", "plate"), ("well", "well"), ("labels", "labels"),
                           ("bioformats2raw.layout", "bioformats2raw")):
-            if key in self.attrs:
+            if self.attrs.get(key) is not None:
                 return kind
         raise InvalidInputError(f"{self.where}: a Zarr group but not OME-Zarr (no multiscales, plate or well metadata)")
 

@@ -13,8 +13,11 @@ labels, colours and windows in ``channels``, and every label image of ``labels/`
 array over the image's axes without ``channel``. The NGFF version is detected: 0.4 in a Zarr v2
 group, 0.5 in a Zarr v3 group; the metadata is validated with ome-zarr-models. A group that is
 not OME-Zarr, an unknown version, invalid metadata or a ``multiscales`` entry pointing at a
-missing array is an :class:`~archivestore.errors.InvalidInputError` naming the URL. A
-bioformats2raw container is read as its first series (``0``).
+missing array is an :class:`~archivestore.errors.InvalidInputError` naming the URL; a flaw in the
+transitional ``omero`` block (rendering settings) is only reported, in ``attrs["warnings"]``. A
+bioformats2raw container is read as its first series (``0``). Two leniencies for real files:
+ome-zarr-py 0.18 writes a 0.5 ``labels`` group without ``version`` (read as its image's version),
+and its default multiscales name ``image`` names no image.
 
 :class:`OmeZarrSource` yields, per URL, an :class:`~archivestore.sources.ArrayItem` for an image
 (id: the multiscales ``name``, unless it is missing or ome-zarr-py's placeholder ``image``; then
@@ -118,11 +121,12 @@ def _tail(url: str) -> str:
     return name[: -len(".zarr")] if name.endswith(".zarr") and len(name) > len(".zarr") else name
 
 
-def _image_id(ngff: Ngff) -> str:
+def _image_id(ngff: Ngff, url: str) -> str:
+    """The multiscales name, unless it names nothing; then the last part of ``url`` (the one asked for)."""
     multiscales = ngff.attrs.get("multiscales")
     name = multiscales[0].get("name") if isinstance(multiscales, list) and multiscales and \
         isinstance(multiscales[0], dict) else None
-    return str(name) if isinstance(name, str) and name.strip() not in PLACEHOLDER_NAMES else _tail(ngff.url)
+    return str(name) if isinstance(name, str) and name.strip() not in PLACEHOLDER_NAMES else _tail(url)
 
 
 class OmeZarrSource:
@@ -186,7 +190,7 @@ class OmeZarrSource:
         check_image(image)  # a bad image is a listing problem, before any pixel is read
         metadata = {"url": redact(image.url), "ngff": image.attrs, **({"attributes": image.extra} if image.extra
                                                                        else {})}
-        yield self._image_item(image.url, _image_id(image), metadata)
+        yield self._image_item(image.url, _image_id(image, url), metadata)
 
     def _plate(self, ngff: Ngff) -> Iterator[ArrayItem | PlateItem]:
         layout = read_plate(ngff)

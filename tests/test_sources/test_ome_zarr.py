@@ -208,6 +208,23 @@ def test_a_flawed_omero_block_is_reported_not_fatal(tmp_path: Path, version: str
     assert image.attrs["warnings"] == ["invalid omero metadata: channels.0.color: Field required"]
 
 
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_bioformats2raw_container_is_read_as_its_first_series(tmp_path: Path, version: str) -> None:
+    from ome_zarr_models.v04.bioformats2raw import BioFormats2RawAttrs as V04
+    from ome_zarr_models.v05.bioformats2raw import BioFormats2RawAttrs as V05
+
+    root = tmp_path / "converted.zarr"
+    series = write_ome_image(root / "0", version=version, name="image")
+    group = open_group(root, mode="a", zarr_format=2 if version == "0.4" else 3)
+    model = V04.model_validate({"bioformats2raw.layout": 3}) if version == "0.4" else \
+        V05.model_validate({"bioformats2raw.layout": 3, "version": "0.5"})
+    attrs = model.model_dump(by_alias=True, exclude_none=True)
+    group.attrs.update(attrs if version == "0.4" else {"ome": attrs})
+    image = read_ome_zarr(root)
+    np.testing.assert_array_equal(image.data, series.data)
+    assert [item.id for item in OmeZarrSource([root])] == ["converted"]  # the container names it
+
+
 def test_duplicate_ids_are_problems_and_secrets_stay_out_of_them(tmp_path: Path) -> None:
     a = write_ome_image(tmp_path / "a" / "same.zarr", name="same")
     b = write_ome_image(tmp_path / "b" / "other.zarr", name="same")

@@ -16,7 +16,8 @@ same id, and the store's record is the group's ``archivestore`` attribute:
   ``attribute_<feature>`` (1 = present).
 - **Microscopy images** → their own axes (t, c, z, y, x), dtype, physical scale and origin with
   units, OMERO channels, and label images, as imported.
-- **CT/MR volumes** (z, y, x) → voxel spacing and origin in millimetre; each DICOM SEG of the volume
+- **CT/MR volumes** (z, y, x) → voxel spacing and origin in millimetre (uneven slice gaps: the
+  ``spacing`` attribute's; the exact affine is in the ``archivestore`` attribute); each DICOM SEG of the volume
   → one label image named by the SEG's SeriesInstanceUID, values = segment numbers (fractional
   segments binarised at >= 0.5), each segment's label, code and rater in the label's
   ``properties``; a SEG whose segments overlap → one label image per segment

@@ -6,7 +6,9 @@
 - A microscopy image (axes from t, channel, z, y, x) keeps its axes (``channel`` is NGFF's ``c``),
   raw dtype, physical scale and origin (from its coordinates, with their units) and OMERO channels;
   its label arrays become label images of the same names.
-- A CT/MR volume (z, y, x) gets its voxel spacing and origin in millimetre; each DICOM SEG of it
+- A CT/MR volume (z, y, x) gets its voxel spacing (the ``spacing`` attribute; with uneven slice
+  gaps NGFF's one scale per axis cannot hold the true z positions, which stay in the store and in
+  the ``archivestore`` attribute's affine) and origin in millimetre; each DICOM SEG of it
   becomes **one label image named by the SEG's SeriesInstanceUID whose values are the segment
   numbers** (fractional segments binarised at >= 0.5), with each segment's label, code and rater
   in the label's ``properties``. Segments of one SEG may overlap (a tumour inside an organ), which

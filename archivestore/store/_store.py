@@ -244,7 +244,8 @@ class Store(StoreWriting):
         group = self._table_group(table)
         row = "image" if table == "images" else "series"
         if group is None or row not in group:
-            return xr.Dataset(coords={row: np.array([], dtype=str), "field": np.array([], dtype=str)})
+            return xr.Dataset({"field_state": ((row, "field"), np.zeros((0, 0), np.uint8))},
+                              coords={row: np.array([], dtype=str), "field": np.array([], dtype=str)})
         return self.open_dataset(self._table_path(table))
 
     def image_ids(self) -> list[str]:

@@ -110,3 +110,12 @@ def test_rows_dropped_by_repair_do_not_come_back(tmp_path):
     ds = xr.open_zarr(tmp_path / "t.zarr", group="metadata", consolidated=False)
     assert np.isnan(ds["x"].values[1:]).all()
     assert read_records(ds) == {"a": {"x": 1}, "b": {"y": "new"}, "c": {"y": "other"}}
+
+
+def test_an_empty_store_has_empty_tables(tmp_path):
+    from archivestore import open_store
+
+    store = open_store(tmp_path / "empty.zarr", mode="a")
+    for table in ("images", "series"):
+        assert store.metadata_frame(table).empty and store.metadata_records(table) == {}
+    assert store.segmentations_of("1.2.3") == [] and store.series_ids() == []

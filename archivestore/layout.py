@@ -147,14 +147,19 @@ ARRAY_CHUNKS = {"t": 1, "channel": 1, "z": 1, "y": TILE, "x": TILE}
 OME-NGFF viewers read them."""
 
 
+def _chunks(shape: tuple[int, ...], dims: tuple[str, ...], lengths: dict[str, int]) -> tuple[int, ...]:
+    """Each dimension's chunk length from ``lengths`` (whole along dimensions it does not name)."""
+    return tuple(max(1, min(n, lengths.get(d, n))) for n, d in zip(shape, dims, strict=True))
+
+
 def array_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
     """Chunks of a microscopy image or label image (see :data:`ARRAY_CHUNKS`)."""
-    return tuple(max(1, min(n, ARRAY_CHUNKS.get(d, n))) for n, d in zip(shape, dims, strict=True))
+    return _chunks(shape, dims, ARRAY_CHUNKS)
 
 
 def volume_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
     """Chunks of a volume or label volume (see :data:`VOLUME_CHUNKS`)."""
-    return tuple(max(1, min(n, VOLUME_CHUNKS.get(d, n))) for n, d in zip(shape, dims, strict=True))
+    return _chunks(shape, dims, VOLUME_CHUNKS)
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,25 @@ def _add_challenge(sources: Any) -> None:
     c.set_defaults(func=_challenge)
 
 
+def _http_options(p: argparse.ArgumentParser) -> None:
+    """The HTTP client's flags, the same for every archive API (read by :func:`_client_options`)."""
+    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
+    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
+    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+
+
+def _source_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
+                   help=f"fsspec option for {what} (repeatable), e.g. anon=true or endpoint_url=http://...")
+
+
 def _api_options(p: argparse.ArgumentParser, api: str) -> None:
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
     p.add_argument("--base-url", default=None, help=f"API root (default: the ISIC Archive's public {api})")
     p.add_argument("--workers", type=int, default=None, help="parallel downloads/ingest workers")
-    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
-    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
+    _http_options(p)
     p.add_argument("--cache-dir", default=None, help="cache metadata listings here")
     p.add_argument("--cache-expire", type=float, default=86400.0, help="cache lifetime in seconds (default one day)")
-    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
     add_store_options(p)
@@ -154,9 +164,7 @@ def _add_tcia(sources: Any) -> None:
         "filters select. Each series' zip is checked before it is read.")
     _series_filters(p)
     p.add_argument("--base-url", default=None, help="API root (default: TCIA's public NBIA v4 API)")
-    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
-    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
-    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+    _http_options(p)
     p.set_defaults(func=_tcia, cache_dir=None, cache_expire=0.0)
 
 
@@ -168,8 +176,7 @@ def _add_idc(sources: Any) -> None:
     _series_filters(p)
     p.add_argument("--sql", default=None, help='"SELECT SeriesInstanceUID FROM index WHERE ..."')
     p.add_argument("--index", default=None, metavar="FILE", help="index parquet (default: idc-index-data's)")
-    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
-                   help="fsspec option for the bucket (repeatable), e.g. endpoint_url=http://127.0.0.1:9000")
+    _source_options(p, "the bucket")
     p.set_defaults(func=_idc)
 
 
@@ -181,8 +188,7 @@ def _add_ome_zarr(sources: Any) -> None:
     p.add_argument("urls", nargs="+", metavar="URL")
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
     p.add_argument("--level", type=int, default=0, help="resolution level (default 0: full resolution)")
-    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
-                   help="fsspec option for the URLs (repeatable), e.g. anon=true or endpoint_url=...")
+    _source_options(p, "the URLs")
     p.add_argument("--workers", type=int, default=None, help="images read and written at once (default: CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scheduler_option(p, "run read/write on a dask.distributed cluster")
@@ -206,12 +212,9 @@ def _add_idr(sources: Any) -> None:
     p.add_argument("--rendered", action="store_true", help="the rendered 8-bit planes even where OME-Zarr exists")
     p.add_argument("--thumbnails", action="store_true", help="only IDR's RGB thumbnails (a quick preview)")
     p.add_argument("--level", type=int, default=0, help="OME-Zarr resolution level (default 0)")
-    p.add_argument("--source-option", action="append", default=[], type=storage_option, metavar="KEY=VALUE",
-                   help="fsspec option for the OME-Zarr URLs (repeatable)")
+    _source_options(p, "the OME-Zarr URLs")
     p.add_argument("--base-url", default=None, help="OMERO.web root (default: https://idr.openmicroscopy.org/)")
-    p.add_argument("--retries", type=int, default=5, help="tries again after 429/5xx/broken transfers (default 5)")
-    p.add_argument("--backoff", type=float, default=0.5, help="exponential backoff factor in seconds (default 0.5)")
-    p.add_argument("--debug", action="store_true", help="print every request (secrets redacted)")
+    _http_options(p)
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
     p.add_argument("--workers", type=int, default=None, help="images fetched and written at once (default: CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

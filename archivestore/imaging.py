@@ -54,17 +54,25 @@ def decode_superpixels(data: bytes) -> np.ndarray:
     """
     img = _open(data)
     if img.mode in ("RGB", "RGBA"):
-        rgb = np.asarray(img.convert("RGB") if img.mode == "RGBA" else img)
-        idx = rgb[..., 0].astype(np.uint32)
-        idx |= rgb[..., 1].astype(np.uint32) << 8
-        idx |= rgb[..., 2].astype(np.uint32) << 16
-    elif img.mode in ("L", "I;16", "I;16B", "I;16L", "I", "P"):
-        arr = np.asarray(img)
-        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
-            raise ValueError("superpixel labels are negative")
-        idx = arr.astype(np.uint32)
-    else:
+        return _rgb_index(img.convert("RGB") if img.mode == "RGBA" else img)
+    if img.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "P"):
         raise ValueError(f"unsupported superpixel image mode {img.mode!r}")
+    arr = np.asarray(img)
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError("superpixel labels are negative")
+    top = int(arr.max()) if arr.size else 0
+    return arr.astype(superpixel_dtype(top), copy=False)
+
+
+def _rgb_index(img: Image.Image) -> np.ndarray:
+    """R + 256*G + 65536*B of an RGB image, computed on Pillow's 4-byte pixels.
+
+    Pillow keeps RGB pixels as 4 bytes (R, G, B, pad); read as little-endian 32-bit
+    words with the pad byte masked off they are the index itself: one pass instead of a
+    conversion and two shifts per channel.
+    """
+    words = np.frombuffer(img.tobytes("raw", "RGBX"), dtype="<u4").reshape(img.height, img.width)
+    idx = np.bitwise_and(words, 0xFFFFFF, dtype=np.uint32)
     top = int(idx.max()) if idx.size else 0
     return idx.astype(superpixel_dtype(top), copy=False)
 
@@ -89,10 +97,10 @@ def decode_mask(data: bytes) -> np.ndarray:
     arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    if arr.dtype == bool:
+    if arr.dtype == bool:  # a bilevel image: Pillow's bytes are 0/255, so no view
         return arr.astype(np.uint8)
     if arr.size and int(arr.max()) <= 1:
-        return arr.astype(np.uint8)
+        return arr.astype(np.uint8, copy=False)
     if arr.dtype.itemsize > 1:
         raise ValueError(f"mask has {arr.dtype} pixels; expected 8-bit 0/255")
-    return (arr > MASK_THRESHOLD).astype(np.uint8)
+    return (arr > MASK_THRESHOLD).view(np.uint8)

@@ -40,12 +40,14 @@ __all__ = [
     "STATE_KEY",
     "STUDY_CHUNKS",
     "ARRAY_CHUNKS",
+    "SHARD_TILES",
     "TILE",
     "VOLUME_CHUNKS",
     "Layout",
     "compressors",
     "escape_name",
     "tile_chunks",
+    "tile_shards",
     "unescape_name",
     "volume_chunks",
     "volume_compressors",
@@ -74,15 +76,33 @@ VOLUME_CHUNKS = {"segment": 1, "z": 16, "y": 512, "x": 512}
 compression) — an axial slice reads one object, a coronal or sagittal one a column of them."""
 
 ZSTD_LEVEL = 3
+"""Zstd level of arrays without a kind of their own (tables, studies, microscopy images)."""
+
+ZSTD_LEVELS = {"image": 2, "superpixels": 1, "mask": 1}
+"""Zstd level of each kind of array an image group holds (``compressors(kind)``).
+
+Measured with ``benchmarks/bench_codecs.py`` on JPEG-decoded photographs, superpixel index
+images and masks (``benchmarks/README.md``): level 2 compresses photographs 1.3-1.4x faster
+than level 3 for 2-8 % more bytes; on superpixels and masks level 1 is as small as level 3
+(feature masks smaller) and faster. Blosc (lz4 or zstd, with or without (bit)shuffle) is
+faster on photographs only at 15-55 % more bytes, and 2-6x larger on superpixels and masks.
+"""
 
 _UNRESERVED = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-def compressors() -> tuple[BytesBytesCodec, ...]:
-    """The codecs every array is compressed with (lossless Zstd, level 3)."""
+def compressors(kind: str | None = None) -> tuple[BytesBytesCodec, ...]:
+    """The codecs an array of ``kind`` is compressed with: lossless Zstd (see :data:`ZSTD_LEVELS`).
+
+    ``kind`` is one of ``image`` (photographs), ``superpixels`` (index images) and ``mask``
+    (lesion and attribute masks); None for every other array (level :data:`ZSTD_LEVEL`).
+    The codec is recorded with each array, so arrays written with other levels stay readable.
+    """
     from zarr.codecs import ZstdCodec
 
-    return (ZstdCodec(level=ZSTD_LEVEL),)
+    if kind is not None and kind not in ZSTD_LEVELS:
+        raise InvalidInputError(f"no codec for array kind {kind!r}; kinds: {', '.join(ZSTD_LEVELS)}")
+    return (ZstdCodec(level=ZSTD_LEVELS.get(kind, ZSTD_LEVEL) if kind else ZSTD_LEVEL),)
 
 
 def volume_compressors() -> tuple[BytesBytesCodec, ...]:
@@ -139,6 +159,23 @@ def tile_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...
             out.append(1)
         else:
             out.append(max(n, 1))
+    return tuple(out)
+
+
+SHARD_TILES = 4
+"""A pixel array of more than one chunk is sharded: one object holds up to SHARD_TILES x SHARD_TILES
+tiles (and every feature), so an image of up to 16 megapixels is one object per array on a bucket."""
+
+
+def tile_shards(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...] | None:
+    """Shards of a pixel array chunked by :func:`tile_chunks`; None when it is a single chunk."""
+    chunks = tile_chunks(shape, dims)
+    if all(n <= c for n, c in zip(shape, chunks, strict=True)):
+        return None
+    out = []
+    for n, c, d in zip(shape, chunks, dims, strict=True):
+        tiles = -(-n // c)
+        out.append(c * min(tiles, SHARD_TILES) if d in ("y", "x") else c * tiles)
     return tuple(out)
 
 

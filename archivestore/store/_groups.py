@@ -1,25 +1,57 @@
 """Writing one item group (``images/<id>``, ``masks/<rater>/<id>``, ...), completion marker last.
 
-A group is written arrays first and its ``_archivestore`` attribute with
-``complete: true`` last, so an interrupted write is never taken for a complete one.
-Adding parts to a complete group (a mask that came in a later run) writes the new
-arrays, then the attribute listing them.
+A group is written in three steps, each one round of requests:
+
+1. its ``zarr.json`` with the item's attributes and an *incomplete* ``_archivestore``
+   state (a new group; a group that gains parts keeps its document until step 3);
+2. every array — metadata document and chunks — at once;
+3. its ``zarr.json`` again, now with ``complete: true`` and the metadata of every array
+   inline (zarr's consolidated metadata), so an interrupted write is never taken for a
+   complete one and opening the group needs one read.
+
+Metadata documents are written directly (no existence checks of the parents: the
+store's top groups exist from its creation), and pixel arrays larger than one tile are
+sharded (:func:`~archivestore.layout.tile_shards`), so an image of up to 16 tiles is one
+object per array: a new image with superpixels, a mask and attribute masks takes about a
+dozen requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import BytesCodec, ShardingCodec, VLenUTF8Codec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
+from zarr.dtype import parse_data_type
+from zarr.storage import StorePath, WrapperStore
 
-from archivestore.layout import STATE_KEY, compressors, tile_chunks
+from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
 
 __all__ = ["GroupWriter", "array", "checksum", "read_state"]
+
+_CONFIG = {"write_empty_chunks": True}
+"""Every chunk is written: no comparing each with the fill value first (in zarr 3.1 that check
+costs more CPU than compressing), and ``verify`` finds every chunk."""
+
+
+class _Unread(WrapperStore[Any]):
+    """The store as the writer of whole arrays sees it: nothing to read back.
+
+    zarr writes a shard by reading the old one and merging the chunks written into it; a
+    writer that writes every chunk of every shard (as :class:`GroupWriter` does) replaces
+    all of it, so the read is one wasted request per shard.
+    """
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> None:
+        return None
 
 
 def array(group: zarr.Group, name: str) -> zarr.Array:
@@ -35,12 +67,8 @@ def checksum(data: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(data).data).hexdigest()
 
 
-def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
-    """The ``_archivestore`` attribute of the group at ``path``; None if there is no group.
-
-    One GET of the group's ``zarr.json`` (this runs for every item of every ingest),
-    ``{}`` for a group without the attribute or with unreadable metadata.
-    """
+def read_group_doc(zstore: Any, path: str) -> dict[str, Any] | None:
+    """The ``zarr.json`` of the group at ``path`` as a dict; None if absent, ``{}`` if unreadable (one GET)."""
     buf = sync(zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
     if buf is None:
         return None
@@ -48,73 +76,117 @@ def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
         doc = json.loads(buf.to_bytes())
     except ValueError:
         return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
+    """The ``_archivestore`` attribute of the group at ``path``; None if there is no group.
+
+    One GET of the group's ``zarr.json`` (this runs for every item of every ingest),
+    ``{}`` for a group without the attribute or with unreadable metadata.
+    """
+    doc = read_group_doc(zstore, path)
+    if doc is None:
+        return None
     return dict(doc.get("attributes", {}).get(STATE_KEY, {}))
+
+
+def _metadata(data: np.ndarray, dims: tuple[str, ...], chunks: tuple[int, ...], codecs: tuple[Any, ...],
+              shards: tuple[int, ...] | None, attrs: dict[str, Any]) -> ArrayV3Metadata:
+    """The Zarr v3 metadata of an array holding ``data``, as ``zarr.create_array`` would write it."""
+    text = data.dtype.kind in "UOT"
+    dtype = parse_data_type(str if text else data.dtype, zarr_format=3)
+    chain: list[Any] = [VLenUTF8Codec() if text else BytesCodec(), *codecs]
+    if shards is not None:
+        chain = [ShardingCodec(chunk_shape=chunks, codecs=chain)]
+    return ArrayV3Metadata(
+        shape=data.shape, data_type=dtype,
+        chunk_grid={"name": "regular", "configuration": {"chunk_shape": shards or chunks}},
+        chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
+        fill_value="" if text else dtype.cast_scalar(0), codecs=chain, attributes=attrs,
+        dimension_names=dims, storage_transformers=None)
 
 
 class GroupWriter:
     """Writes the arrays of one group, then its state (see :meth:`finish`).
 
+    Arrays are queued by the ``put_*`` methods (each returns at once) and written
+    together by :meth:`finish`, before the group's document that marks it complete.
+
     Parameters
     ----------
-    group
-        The Zarr group.
-    fresh
-        The group was just created empty, which spares deleting an old array before
-        each write (a listing and a delete on a bucket).
+    zstore
+        The zarr store.
+    path
+        The group's path in the store.
+    attributes
+        The group's attributes other than the state (the item's record).
+    arrays
+        Metadata of the arrays the group already has (``{}`` for a new group), kept in
+        its consolidated metadata; None if they are not known (a group written before
+        consolidation), and then the group is not consolidated.
     """
 
-    def __init__(self, group: zarr.Group, *, fresh: bool) -> None:
-        self.group = group
-        self.fresh = fresh
+    def __init__(self, zstore: Any, path: str, attributes: dict[str, Any] | None = None,
+                 arrays: dict[str, Any] | None = None) -> None:
+        self.zstore = zstore
+        self.path = path
+        self.attributes = dict(attributes or {})
+        self.consolidate = arrays is not None
+        self.arrays: dict[str, ArrayV3Metadata] = {
+            name: ArrayV3Metadata.from_dict(dict(meta)) for name, meta in (arrays or {}).items()}
+        self._pending: list[tuple[str, ArrayV3Metadata, np.ndarray]] = []
+
+    def start(self, state: dict[str, Any]) -> None:
+        """Write the group's document with an incomplete ``state``: the group exists, unfinished."""
+        self._put_doc({**self.attributes, STATE_KEY: {**state, "complete": False}}, consolidated=False)
 
     def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
                   chunks: tuple[int, ...] | None = None, codecs: tuple[Any, ...] | None = None,
                   **attrs: Any) -> str:
-        """Write ``data`` as array ``name`` (TILE-sized chunks and Zstd unless ``chunks``/``codecs``); return
-        its checksum."""
-        spec: dict[str, Any] = dict(
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=chunks or tile_chunks(data.shape, dims),
-            compressors=codecs or compressors(),
-            fill_value=0,
-            dimension_names=dims,
-            attributes=attrs or None,
-            # every chunk is written: no comparing each with the fill value first (in zarr 3.1
-            # that check costs more CPU than compressing), and verify finds every chunk
-            config={"write_empty_chunks": True},
-        )
-        try:
-            arr = self.group.create_array(name, overwrite=not self.fresh, **spec)
-        except zarr.errors.ContainsArrayError:  # remains of a write cut short while its group was dropped
-            arr = self.group.create_array(name, overwrite=True, **spec)
-        arr[...] = data
+        """Queue ``data`` as array ``name`` (TILE-sized chunks, sharded past one tile, and the layout's
+        compressors unless ``chunks``/``codecs`` are given); return its checksum."""
+        shards = None if chunks else tile_shards(data.shape, dims)
+        chunks = chunks or tile_chunks(data.shape, dims)
+        self._queue(name, data, _metadata(data, dims, chunks, codecs or compressors(), shards, attrs))
         return checksum(data)
 
     def put_coord(self, name: str, labels: list[str], *, dim: str | None = None, **attrs: Any) -> None:
-        """Write a string coordinate ``name`` along ``dim`` (default: the dimension of the same name)."""
-        arr = self.group.create_array(
-            name, shape=(len(labels),), dtype=str, chunks=(max(len(labels), 1),), fill_value="",
-            dimension_names=(dim or name,), overwrite=not self.fresh, attributes=attrs or None,
-        )
-        arr[...] = np.array(labels, dtype=str)
+        """Queue a string coordinate ``name`` along ``dim`` (default: the dimension of the same name)."""
+        self.put_text(name, np.array(labels, dtype=str), (dim or name,), **attrs)
 
     def put_text(self, name: str, values: np.ndarray, dims: tuple[str, ...], **attrs: Any) -> None:
-        """Write a small n-D array of strings (one chunk), e.g. a plate's image ids by well."""
-        arr = self.group.create_array(
-            name, shape=values.shape, dtype=str, chunks=tuple(max(n, 1) for n in values.shape), fill_value="",
-            dimension_names=dims, overwrite=not self.fresh, attributes=attrs or None,
-        )
-        arr[...] = np.asarray(values, dtype=str)
+        """Queue a small n-D array of strings (one chunk), e.g. a plate's image ids by well."""
+        values = np.asarray(values, dtype=str)
+        chunks = tuple(max(n, 1) for n in values.shape)
+        self._queue(name, values, _metadata(values, dims, chunks, (ZstdCodec(level=0),), None, attrs))
 
     def put_values(self, name: str, values: np.ndarray, dim: str, **attrs: Any) -> None:
-        """Write a small numeric 1-D array (a coordinate such as ``z`` in mm) in one chunk."""
-        arr = self.group.create_array(
-            name, shape=values.shape, dtype=values.dtype, chunks=(max(values.shape[0], 1),), fill_value=0,
-            dimension_names=(dim,), overwrite=not self.fresh, attributes=attrs or None,
-        )
-        arr[...] = values
+        """Queue a small numeric 1-D array (a coordinate such as ``z`` in mm) in one chunk."""
+        chunks = (max(values.shape[0], 1),)
+        self._queue(name, values, _metadata(values, (dim,), chunks, (ZstdCodec(level=0),), None, attrs))
 
     def finish(self, state: dict[str, Any]) -> None:
-        """Write the ``_archivestore`` attribute: the completion marker goes in last."""
-        self.group.attrs[STATE_KEY] = state
+        """Write the queued arrays, then the group's document with ``state``: the completion marker last."""
+        sync(self._write_arrays())
+        self._put_doc({**self.attributes, STATE_KEY: state}, consolidated=self.consolidate)
+
+    def _queue(self, name: str, data: np.ndarray, meta: ArrayV3Metadata) -> None:
+        self._pending.append((name, meta, data))
+        self.arrays[name] = meta
+
+    async def _write_arrays(self) -> None:
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*(self._write_array(name, meta, data) for name, meta, data in pending))
+
+    async def _write_array(self, name: str, meta: ArrayV3Metadata, data: np.ndarray) -> None:
+        path = f"{self.path}/{name}"
+        docs = meta.to_buffer_dict(default_buffer_prototype())
+        arr = zarr.AsyncArray(metadata=meta, store_path=StorePath(_Unread(self.zstore), path), config=_CONFIG)
+        await asyncio.gather(self.zstore.set(f"{path}/zarr.json", docs["zarr.json"]), arr.setitem(..., data))
+
+    def _put_doc(self, attributes: dict[str, Any], *, consolidated: bool) -> None:
+        meta = GroupMetadata(attributes=attributes, zarr_format=3, consolidated_metadata=ConsolidatedMetadata(
+            metadata=dict(self.arrays)) if consolidated else None)
+        doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+        sync(self.zstore.set(f"{self.path}/zarr.json", doc))

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import zarr
+from zarr.core.sync import sync
 
 from archivestore.layout import GROUND_TRUTH, STATE_KEY
 from archivestore.store import _metadata
-from archivestore.store._groups import GroupWriter, read_state
+from archivestore.store._groups import GroupWriter, read_group_doc, read_state
 from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
 from archivestore.store._studies import StudyRow, annotated_pairs, append_study
 
@@ -66,23 +67,34 @@ class StoreWriting:
         """
         path = self.layout.masks(image_id, rater)
         if replace is None:
-            return GroupWriter(self.root[path], fresh=False)  # type: ignore[arg-type]
+            return self._extend(path)
         if rater != GROUND_TRUTH:
             self.ensure_group(self.layout.rater(rater), rater)
-        group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
-        return GroupWriter(group, fresh=True)
+        return self.new_group(path, replace=replace, attributes=attributes)
 
     def new_group(self, path: str, *, replace: bool, attributes: Mapping[str, Any] | None = None) -> GroupWriter:
         """A writer for a new item group at ``path`` (from :attr:`layout`: a series, segmentation or plate).
 
-        ``replace=True`` drops an interrupted group first.
+        The group's document goes in at once, marked incomplete; ``replace=True`` drops an
+        interrupted group first.
         """
-        group = self.root.create_group(path, overwrite=replace, attributes=dict(attributes or {}))
-        return GroupWriter(group, fresh=True)
+        if replace:
+            sync(self.zstore.delete_dir(path))
+        writer = GroupWriter(self.zstore, path, dict(attributes or {}), arrays={})
+        writer.start({})
+        return writer
+
+    def _extend(self, path: str) -> GroupWriter:
+        """A writer adding arrays to the existing group at ``path`` (its attributes and arrays kept)."""
+        doc = read_group_doc(self.zstore, path) or {}
+        attributes = {k: v for k, v in doc.get("attributes", {}).items() if k != STATE_KEY}
+        consolidated = doc.get("consolidated_metadata") or {}
+        return GroupWriter(self.zstore, path, attributes, arrays=consolidated.get("metadata"))
 
     def drop_item(self, path: str) -> None:
-        """Replace the item group at ``path`` by an empty one (``verify --repair`` before fetching it again)."""
-        self.root.create_group(path, overwrite=True)
+        """Replace the item group at ``path`` by an empty, incomplete one (``verify --repair`` before fetching
+        it again)."""
+        self.new_group(path, replace=True)
 
     def stored_image_ids(self) -> list[str]:
         """Every image group, complete or not, by its archive id (lists the ``images`` group: costly)."""

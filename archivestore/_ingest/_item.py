@@ -16,7 +16,7 @@ import numpy as np
 from archivestore._ingest._results import ItemResult
 from archivestore.errors import BadItem
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
-from archivestore.layout import GROUND_TRUTH
+from archivestore.layout import GROUND_TRUTH, compressors
 from archivestore.sources import Item
 from archivestore.store import GroupWriter, Store, StudyRow
 
@@ -55,12 +55,13 @@ def _write_masks(writer: GroupWriter, item: Item, shape: tuple[int, ...], have: 
     sums: dict[str, str] = {}
     if item.mask is not None and "mask" not in have:
         mask = _decode(item, "mask", item.mask, decode_mask, shape)
-        sums["mask"] = writer.put_array("mask", mask, ("y", "x"))
+        sums["mask"] = writer.put_array("mask", mask, ("y", "x"), codecs=compressors("mask"))
     if item.attributes and "attribute" not in have:
         names = sorted(item.attributes)
         planes = [_decode(item, f"attribute {n}", item.attributes[n], decode_mask, shape) for n in names]
         writer.put_coord("feature", names)
-        sums["attribute"] = writer.put_array("attribute", np.stack(planes), ("feature", "y", "x"))
+        sums["attribute"] = writer.put_array("attribute", np.stack(planes), ("feature", "y", "x"),
+                                             codecs=compressors("mask"))
     return sums
 
 
@@ -123,9 +124,9 @@ def _write_new(store: Store, item: Item, *, replace: bool) -> tuple[np.ndarray |
         raise BadItem(item.id, item.where, "metadata record has the reserved key '_archivestore'")
     writer = store.item_group(item.id, replace=replace, attributes=item.metadata)
     writer.put_coord("channel", ["R", "G", "B"])
-    sums = {"image": writer.put_array("image", image, ("y", "x", "channel"))}
+    sums = {"image": writer.put_array("image", image, ("y", "x", "channel"), codecs=compressors("image"))}
     if sp is not None:
-        sums["superpixels"] = writer.put_array("superpixels", sp, ("y", "x"))
+        sums["superpixels"] = writer.put_array("superpixels", sp, ("y", "x"), codecs=compressors("superpixels"))
     if item.rater == GROUND_TRUTH:
         sums.update(_write_masks(writer, item, shape, {}))
     state = {"complete": True, "name": item.id, "shape": [int(shape[0]), int(shape[1])], "checksums": sums,
@@ -143,7 +144,7 @@ def _add_parts(store: Store, item: Item, state: dict[str, Any]) -> tuple[bool, n
     sp = None
     if item.superpixels is not None and "superpixels" not in have:
         sp = _decode(item, "superpixels", item.superpixels, decode_superpixels, shape)
-        extra["superpixels"] = writer.put_array("superpixels", sp, ("y", "x"))
+        extra["superpixels"] = writer.put_array("superpixels", sp, ("y", "x"), codecs=compressors("superpixels"))
         state["n_superpixels"] = _n_superpixels(sp)
     if item.rater == GROUND_TRUTH:
         extra.update(_write_masks(writer, item, shape, have))

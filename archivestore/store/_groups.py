@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ShardingCodec, VLenUTF8Codec, ZstdCodec
+from zarr.core.array_spec import ArrayConfigParams
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -37,7 +38,7 @@ from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
 
 __all__ = ["GroupWriter", "array", "checksum", "read_state"]
 
-_CONFIG = {"write_empty_chunks": True}
+_CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 """Every chunk is written: no comparing each with the fill value first (in zarr 3.1 that check
 costs more CPU than compressing), and ``verify`` finds every chunk."""
 

@@ -37,18 +37,21 @@ one small matrix product. The exact rules, shared by every function here:
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import xarray as xr
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
+from archivestore.analysis._overlap_kernel import pair_measures
 from archivestore.analysis._write import write_result
 
 if TYPE_CHECKING:
-    pass
+    import dask.array as da
 
 __all__ = ["MEASURES", "overlap", "overlap_summary", "write_overlap"]
 
@@ -62,82 +65,11 @@ _ATTRS = {
 }
 
 
-def _pair_measures(
-    values: ArrayLike,
-    weights: ArrayLike,
-    valid: ArrayLike,
-    threshold: float,
-    inclusive: bool,
-    same: NDArray[np.bool_],
-) -> NDArray[np.float64]:
-    """All pairwise measures among the units of each (image, batch).
-
-    Parameters
-    ----------
-    values : ndarray (image, batch, unit, superpixel)
-        Annotation values, NaN where missing.
-    weights : ndarray (image, superpixel)
-        Pixels counted per superpixel.
-    valid : ndarray (image,) bool
-        Whether the pixel measures are defined for the image (``has_mask``).
-    same : ndarray (unit, unit) bool
-        Pairs that are the same rater (set to NaN).
-
-    Returns
-    -------
-    ndarray (3, image, batch, unit, unit) float64
-
-    Notes
-    -----
-    Weighted matrix products ``(B w) Bᵀ`` of the binary maps and ``(X w) Xᵀ`` of
-    the graded maps give every weighted sum needed: intersections for Dice, and
-    with ``N = Σw`` and ``Σx`` the correlation ``(N Σxy - Σx Σy) / sqrt((N Σx² - (Σx)²)(N Σy² - (Σy)²))``. With
-    integer weights and values in {0, 0.5, 1} every sum and the numerators are
-    exact in float64 (below 2**53 for images up to ~30 megapixels). A map counts
-    as constant when ``N Σx² - (Σx)² <= 1e-12 · N Σx²`` (exactly 0 for such values).
-    """
-    x = np.array(values, dtype=np.float64)
-    missing = np.isnan(x)
-    annotated = np.asarray(~missing.all(axis=-1))  # numpy's stubs type .all(axis=) as scalar or array
-    x[missing] = 0.0
-    binary = (x >= threshold) if inclusive else (x > threshold)
-    b = binary.astype(np.float64)
-    w = np.asarray(weights, dtype=np.float64)[:, None, None, :]
-
-    bw = b * w
-    inter = bw @ np.swapaxes(b, -1, -2)
-    size = bw.sum(axis=-1)
-    del bw
-    xw = x * w
-    sxy = xw @ np.swapaxes(x, -1, -2)
-    sx = xw.sum(axis=-1)
-    del xw
-    total = w.sum(axis=-1)  # (image, 1, 1)
-    # superpixel counts are small integers: exact in float32, and twice as fast
-    b32 = binary.astype(np.float32)
-    inter_s = (b32 @ np.swapaxes(b32, -1, -2)).astype(np.float64)
-    size_s = np.diagonal(inter_s, axis1=-2, axis2=-1)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = 2.0 * inter / (size[..., :, None] + size[..., None, :])
-        sp_dice = 2.0 * inter_s / (size_s[..., :, None] + size_s[..., None, :])
-        num = total[..., None] * sxy - sx[..., :, None] * sx[..., None, :]
-        var = np.diagonal(num, axis1=-2, axis2=-1)
-        varies = var > 1e-12 * total * np.diagonal(sxy, axis1=-2, axis2=-1)
-        corr = num / np.sqrt(var[..., :, None] * var[..., None, :])
-        corr = np.where(varies[..., :, None] & varies[..., None, :], corr, np.nan)
-
-    both = annotated[..., :, None] & annotated[..., None, :] & ~same
-    pixel_ok = both & np.asarray(valid, dtype=bool)[:, None, None, None]
-    return np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan),
-                     np.where(both, sp_dice, np.nan)])
-
-
 def _block_per_feature(
     annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float, inclusive: bool
 ) -> NDArray[np.float64]:
     r = annotation.shape[2]
-    return _pair_measures(annotation, weights, valid, threshold, inclusive, np.eye(r, dtype=bool))
+    return pair_measures(annotation, weights, valid, threshold, inclusive, np.eye(r, dtype=bool))
 
 
 def _block_cross(
@@ -145,13 +77,15 @@ def _block_cross(
 ) -> NDArray[np.float64]:
     n_img, n_feat, n_rat, n_sp = annotation.shape
     same = np.tile(np.eye(n_rat, dtype=bool), (n_feat, n_feat))
-    out = _pair_measures(annotation.reshape(n_img, 1, n_feat * n_rat, n_sp), weights, valid, threshold, inclusive, same)
+    out = pair_measures(annotation.reshape(n_img, 1, n_feat * n_rat, n_sp), weights, valid, threshold, inclusive, same)
     # (3, image, 1, f1*r, f2*o) -> (3, image, f1, f2, r, o)
     out = out.reshape(3, n_img, n_feat, n_rat, n_feat, n_rat)
     return out.transpose(0, 1, 2, 4, 3, 5)
 
 
 def _as_dask(var: xr.DataArray) -> da.Array:
+    import dask.array as da
+
     data = var.data
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=-1)
@@ -187,6 +121,70 @@ def _task_arrays(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray, 
     feature_chunks = -1 if cross_features else ann_d.chunks[1]
     ann_d = ann_d.rechunk((image_chunks, feature_chunks, -1, -1))
     return ann_d, w_d.rechunk((ann_d.chunks[0], -1)), valid_d.rechunk((ann_d.chunks[0],))
+
+
+_Measures = tuple[Any, Any | None]
+"""The (measure, image, feature, rater, other) array and the cross-feature one (or None)."""
+
+
+def _lazy_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray, images_per_task: int | None,
+                   cross_features: bool, kwargs: dict[str, Any]) -> _Measures:
+    """The measures as dask arrays: one task per block of images (a dask-backed study)."""
+    import dask.array as da
+
+    ann_d, w_d, valid_d = _task_arrays(ann, weights, valid, images_per_task, cross_features)
+    n_img, n_feat, n_rat, _ = ann_d.shape
+    per = da.blockwise(
+        _block_per_feature, "mifro",
+        ann_d, "ifrs", w_d, "is", valid_d, "i",
+        new_axes={"m": len(MEASURES), "o": n_rat},
+        concatenate=True, dtype=np.float64, meta=np.empty((0,) * 5, dtype=np.float64), **kwargs,
+    )
+    if not cross_features:
+        return per, None
+    cross = da.blockwise(
+        _block_cross, "mifgro",
+        ann_d, "ifrs", w_d, "is", valid_d, "i",
+        new_axes={"m": len(MEASURES), "g": n_feat, "o": n_rat},
+        concatenate=True, dtype=np.float64, meta=np.empty((0,) * 6, dtype=np.float64), **kwargs,
+    )
+    return per, cross
+
+
+EAGER_IMAGES = 32
+"""Images per block when a study in memory is computed on threads."""
+
+
+def _eager_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray, images_per_task: int | None,
+                    cross_features: bool, kwargs: dict[str, Any]) -> _Measures:
+    """The measures as numpy arrays, blocks of images computed on a thread per CPU (a study in memory)."""
+    values, w, ok = np.asarray(ann.values), np.asarray(weights.values), np.asarray(valid.values, dtype=bool)
+    n_img, n_feat, n_rat, _ = values.shape
+    step = max(1, images_per_task or EAGER_IMAGES)
+    blocks = [slice(lo, min(lo + step, n_img)) for lo in range(0, n_img, step)]
+    per = np.empty((len(MEASURES), n_img, n_feat, n_rat, n_rat))
+    cross = np.empty((len(MEASURES), n_img, n_feat, n_feat, n_rat, n_rat)) if cross_features else None
+
+    def run(block: slice) -> None:
+        args = (values[block], w[block], ok[block])
+        per[:, block] = _block_per_feature(*args, **kwargs)
+        if cross is not None:
+            cross[:, block] = _block_cross(*args, **kwargs)
+
+    _on_threads(run, blocks)
+    return per, cross
+
+
+def _on_threads(fn: Callable[[slice], None], blocks: list[slice]) -> None:
+    """``fn`` of every block, on up to one thread per CPU (numpy releases the GIL in the kernel)."""
+    workers = min(len(blocks), os.cpu_count() or 1)
+    if workers <= 1:
+        for block in blocks:
+            fn(block)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(fn, blocks):
+            pass
 
 
 def _coords(study: xr.Dataset, ann: xr.DataArray) -> dict[str, NDArray[Any] | xr.DataArray]:
@@ -231,39 +229,29 @@ def overlap(
     summary : bool
         Add the summaries of :func:`overlap_summary`.
     images_per_task : int, optional
-        Images per dask task; default: the study's image chunks (16 in a store).
+        Images per dask task (default: the study's image chunks), or per block of a
+        study in memory (default 32).
 
     Returns
     -------
     xarray.Dataset
-        Lazy (dask) ``dice``, ``correlation``, ``superpixel_dice`` float64 over
-        (image, feature, rater, other); ``other`` holds rater names. Rules for
-        missing values and undefined cases: see the module documentation.
+        ``dice``, ``correlation``, ``superpixel_dice`` float64 over (image, feature,
+        rater, other); ``other`` holds rater names. Lazy (dask, one task per block of
+        images) when the study is dask-backed, as ``store.study(name)`` and
+        ``xr.open_zarr`` give it; computed here, on a thread per CPU and without dask,
+        when it is in memory (``store.study(name, chunks=None).load()``, numpy). Rules
+        for missing values and undefined cases: see the module documentation.
     """
     ann, weights, valid = _study_inputs(study, within_mask)
-    ann_d, w_d, valid_d = _task_arrays(ann, weights, valid, images_per_task, cross_features)
-    n_rat = ann_d.shape[2]
     kwargs = {"threshold": float(threshold), "inclusive": bool(inclusive)}
     coords = _coords(study, ann)
-
-    per = da.blockwise(
-        _block_per_feature, "mifro",
-        ann_d, "ifrs", w_d, "is", valid_d, "i",
-        new_axes={"m": len(MEASURES), "o": n_rat},
-        concatenate=True, dtype=np.float64, meta=np.empty((0,) * 5, dtype=np.float64), **kwargs,
-    )
+    measures = _lazy_measures if ann.chunks is not None else _eager_measures
+    per, cross = measures(ann, weights, valid, images_per_task, cross_features, kwargs)
     dims = ("image", "feature", "rater", "other")
-    data: dict[str, tuple[tuple[str, ...], da.Array, dict[str, str]]] = {
+    data: dict[str, tuple[tuple[str, ...], Any, dict[str, str]]] = {
         m: (dims, per[k], _ATTRS[m]) for k, m in enumerate(MEASURES)
     }
-    if cross_features:
-        n_feat = ann_d.shape[1]
-        cross = da.blockwise(
-            _block_cross, "mifgro",
-            ann_d, "ifrs", w_d, "is", valid_d, "i",
-            new_axes={"m": len(MEASURES), "g": n_feat, "o": n_rat},
-            concatenate=True, dtype=np.float64, meta=np.empty((0,) * 6, dtype=np.float64), **kwargs,
-        )
+    if cross is not None:
         coords["other_feature"] = xr.DataArray(coords["feature"], dims="other_feature")
         cdims = ("image", "feature", "other_feature", "rater", "other")
         for k, m in enumerate(MEASURES):
@@ -311,7 +299,7 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
         if name not in ds:
             continue
         var = ds[name]
-        if isinstance(var.data, da.Array):
+        if var.chunks is not None:
             var = var.chunk({d: -1 for d in over})
         for stat, dtype in (("median", np.float64), ("std", np.float64), ("count", np.int64)):
             out[f"{name}_{stat}"] = xr.apply_ufunc(

@@ -72,9 +72,9 @@ def _sums_general(x: NDArray[Any], w: NDArray[Any], threshold: float, inclusive:
     u = np.empty(x.shape[:-2] + (2 * r, x.shape[-1]), dtype=np.float64)
     graded = u[..., r:, :]
     np.copyto(graded, x)  # values compared in double precision, as given
+    np.copyto(graded, 0.0, where=np.isnan(graded))  # a missing value counts as 0 (absent), also when binarised
     compare = np.greater_equal if inclusive else np.greater
-    compare(graded, threshold, out=u[..., :r, :], casting="unsafe")  # NaN compares false: absent
-    np.copyto(graded, 0.0, where=np.isnan(graded))
+    compare(graded, threshold, out=u[..., :r, :], casting="unsafe")
     uw = u * w.astype(np.float64)
     g = uw @ np.swapaxes(u, -1, -2)
     sx = uw[..., r:, :].sum(axis=-1)

@@ -307,3 +307,53 @@ def test_cli_with_a_distributed_scheduler(demo_store, capsys):
     remote = xr.open_zarr(demo_store, group=f"studies/{name}/overlap", consolidated=False).load()
     xr.testing.assert_identical(local, remote)
     assert "pigment_network" in capsys.readouterr().out
+
+
+# -- the kernel's two paths and the two ways of running it --------------------------------------
+
+
+@pytest.mark.parametrize("threshold,inclusive", [(0.0, True), (1.0, False), (-1.0, False), (0.25, False)])
+def test_thresholds_off_the_grid_indicators(threshold, inclusive):
+    # binary maps that are neither "> 0" nor ">= 1" (every non-NaN value, none, ...) take the float64 path
+    study, truth = random_study(21, n_img=4)
+    ds = overlap(study, threshold=threshold, inclusive=inclusive, within_mask=True).compute()
+    ref = per_feature(brute_force(study, truth, threshold=threshold, inclusive=inclusive, within_mask=True))
+    for k, name in enumerate(("dice", "correlation", "superpixel_dice")):
+        np.testing.assert_allclose(ds[name].values, ref[k], rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
+
+
+def test_values_off_the_grid():
+    # graded values other than 0 / 0.5 / 1 (ingest accepts any value in 0..1) stay exact to rounding
+    study, truth = random_study(22, n_img=4)
+    ann = study["annotation"].values
+    rng = np.random.default_rng(0)
+    ann[ann == 0.5] = rng.choice(np.float32([0.1, 0.3, 0.7]), size=int((ann == 0.5).sum()))
+    ds = overlap(study, threshold=0.3).compute()
+    ref = per_feature(brute_force(study, truth, threshold=0.3))
+    for k, name in enumerate(("dice", "correlation", "superpixel_dice")):
+        np.testing.assert_allclose(ds[name].values, ref[k], rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
+
+
+def test_large_images_take_the_double_precision_path():
+    # 2**24 pixels or more: float32 sums would round, so the kernel switches to float64
+    values_a, values_b = [1, 0.5, 0, 1], [1, 0, 0.5, 0.5]
+    area = [2**23, 2**22 + 3, 2**22 + 1, 5]
+    ds = overlap(one_image(values_a, values_b, area)).compute()
+    x, y, w = (np.array(v, dtype=np.float64) for v in (values_a, values_b, area))
+    n = w.sum()
+    sxy, sx, sy = (w * x * y).sum(), (w * x).sum(), (w * y).sum()
+    cov = n * sxy - sx * sy
+    expected = cov / np.sqrt((n * (w * x * x).sum() - sx**2) * (n * (w * y * y).sum() - sy**2))
+    assert pair(ds, "correlation") == pytest.approx(expected, abs=1e-12)
+    bx, by = x > 0, y > 0
+    assert pair(ds, "dice") == 2 * w[bx & by].sum() / (w[bx].sum() + w[by].sum())
+
+
+@pytest.mark.parametrize("cross_features", [False, True])
+def test_in_memory_and_dask_studies_agree(cross_features):
+    study, _ = random_study(23, n_img=41, n_feat=3, n_rat=4)
+    eager = overlap(study, within_mask=True, cross_features=cross_features, images_per_task=8)
+    assert eager["dice"].chunks is None  # computed on threads, no dask
+    lazy = overlap(study.chunk({"image": 16}), within_mask=True, cross_features=cross_features)
+    assert lazy["dice"].chunks is not None
+    xr.testing.assert_identical(eager, lazy.compute())

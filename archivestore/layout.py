@@ -68,8 +68,11 @@ TILE = 1024
 ROW_CHUNK = 65536
 """Rows per chunk of the metadata table's columns."""
 
-STUDY_CHUNKS = {"image": 16, "feature": 8, "rater": 8, "superpixel": 2048}
-"""Chunk length of each dimension of a study's arrays."""
+STUDY_CHUNKS = {"image": 64, "feature": 4, "rater": 4, "superpixel": 1024}
+"""Chunk length of each dimension of a study's arrays (new studies; a study keeps the chunks it was
+created with). Overlap reads a block of images with all their features, raters and superpixels: a
+4-feature x 10-rater x ~1000-superpixel study is 1.26x padding in 4 MB chunks, where the older
+(16, 8, 8, 2048) was 6.6x (``benchmarks/README.md``, study overlap)."""
 
 VOLUME_CHUNKS = {"segment": 1, "z": 16, "y": 512, "x": 512}
 """Chunks of volumes and label volumes: 16 slices of up to 512x512 (8 MB of int16 before

@@ -1,7 +1,10 @@
 """Writing ``studies/<study>``: per-superpixel annotations of images × features × raters.
 
 Only the ingest's main thread writes a study, one batch of rows at a time, so
-read-modify-write of a chunk never races. Arrays grow along any dimension (new images,
+read-modify-write of a chunk never races. Chunks (:data:`~archivestore.layout.STUDY_CHUNKS`)
+follow how overlap reads a study: a block of images with all their features, raters and
+superpixels; a study keeps the chunks it was created with, so older studies (16, 8, 8, 2048)
+are read and appended as they are. Arrays grow along any dimension (new images,
 features, raters, or an image with more superpixels); the coordinates are written
 last, so a reader never sees a label whose values are not written yet.
 """
@@ -117,13 +120,14 @@ def append_study(group: zarr.Group, rows: list[StudyRow]) -> None:
     for name, (dims, *_rest) in _DATA.items():
         array(group, name).resize(tuple(shape[d] for d in dims))
 
-    by_chunk: dict[int, list[StudyRow]] = defaultdict(list)
-    for row in rows:
-        by_chunk[index["image"][row.image] // IMAGE_CHUNK].append(row)
     ann, area, mask_area, has_mask = (array(group, n) for n in ("annotation", "superpixel_area",
                                                          "superpixel_mask_area", "has_mask"))
+    step = ann.chunks[0]  # a study keeps the chunks it was created with (older ones: 16 images)
+    by_chunk: dict[int, list[StudyRow]] = defaultdict(list)
+    for row in rows:
+        by_chunk[index["image"][row.image] // step].append(row)
     for c, chunk_rows in sorted(by_chunk.items()):
-        lo, hi = c * IMAGE_CHUNK, min((c + 1) * IMAGE_CHUNK, shape["image"])
+        lo, hi = c * step, min((c + 1) * step, shape["image"])
         block = np.asarray(ann[lo:hi])
         area_block, mask_block, has_block = (np.asarray(a[lo:hi]) for a in (area, mask_area, has_mask))
         for row in chunk_rows:

@@ -68,6 +68,8 @@ def test_round_trip_bit_exact(sample_dirs, full_store):
         assert all(area[k] == (sp == k).sum() for k in range(0, n, 37))
         assert area[:n].sum() == sp.size and not area[n:].any()
         assert row["superpixel_mask_area"].values.sum() == ds["mask"].values.sum()
+        inside = np.bincount(sp[ds["mask"].values > 0], minlength=n)  # per superpixel, brute force
+        np.testing.assert_array_equal(row["superpixel_mask_area"].values[:n], inside)
         assert ds.attrs["isic_id"] == image_id
     frame = store.metadata_frame()
     assert set(frame.columns) >= {"isic_id", "ground_truth.melanoma", "clinical.age_approximate", "clinical.sex"}

@@ -10,9 +10,11 @@ from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
 from archivestore.store._metadata import TableIndex, flatten, variable_name
 from archivestore.store._store import Store, open_store
 from archivestore.store._studies import StudyRow
+from archivestore.store._writing import GroupTaken
 
 __all__ = [
     "LEASE_SECONDS",
+    "GroupTaken",
     "GroupWriter",
     "Lease",
     "Store",

@@ -19,6 +19,7 @@ dozen requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from typing import Any
@@ -35,8 +36,9 @@ from zarr.dtype import parse_data_type
 from zarr.storage import StorePath, WrapperStore
 
 from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
+from archivestore.store._lock import _create_exclusive as create_exclusive
 
-__all__ = ["GroupWriter", "array", "checksum", "read_state"]
+__all__ = ["GroupWriter", "array", "checksum", "read_group_doc", "read_member", "read_state"]
 
 _CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 """Every chunk is written: no comparing each with the fill value first (in zarr 3.1 that check
@@ -92,6 +94,26 @@ def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
     return dict(doc.get("attributes", {}).get(STATE_KEY, {}))
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(doc: str) -> ArrayV3Metadata:
+    """An array's metadata from its JSON (images of one size share it: parsed once)."""
+    return ArrayV3Metadata.from_dict(json.loads(doc))
+
+
+def read_member(zstore: Any, path: str, name: str, group_doc: dict[str, Any]) -> np.ndarray | None:
+    """The array ``name`` of the group at ``path`` from the metadata inline in its document.
+
+    None when the document holds no inline metadata of ``name`` (a group written before
+    it had any): then open the array the usual way. Only the chunks are read.
+    """
+    inline = (group_doc.get("consolidated_metadata") or {}).get("metadata") or {}
+    if name not in inline:
+        return None
+    meta = _parsed(json.dumps(inline[name], sort_keys=True))
+    arr = zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(zstore, f"{path}/{name}")))
+    return np.asarray(arr[...])
+
+
 def _metadata(data: np.ndarray, dims: tuple[str, ...], chunks: tuple[int, ...], codecs: tuple[Any, ...],
               shards: tuple[int, ...] | None, attrs: dict[str, Any]) -> ArrayV3Metadata:
     """The Zarr v3 metadata of an array holding ``data``, as ``zarr.create_array`` would write it."""
@@ -137,10 +159,18 @@ class GroupWriter:
         self.arrays: dict[str, ArrayV3Metadata] = {
             name: ArrayV3Metadata.from_dict(dict(meta)) for name, meta in (arrays or {}).items()}
         self._pending: list[tuple[str, ArrayV3Metadata, np.ndarray]] = []
+        self.claimed = False
 
-    def start(self, state: dict[str, Any]) -> None:
-        """Write the group's document with an incomplete ``state``: the group exists, unfinished."""
-        self._put_doc({**self.attributes, STATE_KEY: {**state, "complete": False}}, consolidated=False)
+    def start(self, state: dict[str, Any], *, exclusive: bool = False) -> bool:
+        """Write the group's document with an incomplete ``state``: the group exists, unfinished.
+
+        With ``exclusive``, only if there is no document yet (an atomic create where the store
+        has one, see :mod:`archivestore.store._lock`); returns whether this call wrote it.
+        """
+        written = self._put_doc({**self.attributes, STATE_KEY: {**state, "complete": False}}, consolidated=False,
+                                exclusive=exclusive)
+        self.claimed = written and "writer" in state
+        return written
 
     def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
                   chunks: tuple[int, ...] | None = None, codecs: tuple[Any, ...] | None = None,
@@ -171,6 +201,16 @@ class GroupWriter:
         """Write the queued arrays, then the group's document with ``state``: the completion marker last."""
         sync(self._write_arrays())
         self._put_doc({**self.attributes, STATE_KEY: state}, consolidated=self.consolidate)
+        self.claimed = False
+
+    def __enter__(self) -> GroupWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        """A write that failed gives up its claim: the group stays incomplete, for the next writer to replace."""
+        if kind is not None and self.claimed:
+            self.claimed = False
+            self._put_doc({**self.attributes, STATE_KEY: {"complete": False}}, consolidated=False)
 
     def _queue(self, name: str, data: np.ndarray, meta: ArrayV3Metadata) -> None:
         self._pending.append((name, meta, data))
@@ -186,8 +226,11 @@ class GroupWriter:
         arr = zarr.AsyncArray(metadata=meta, store_path=StorePath(_Unread(self.zstore), path), config=_CONFIG)
         await asyncio.gather(self.zstore.set(f"{path}/zarr.json", docs["zarr.json"]), arr.setitem(..., data))
 
-    def _put_doc(self, attributes: dict[str, Any], *, consolidated: bool) -> None:
+    def _put_doc(self, attributes: dict[str, Any], *, consolidated: bool, exclusive: bool = False) -> bool:
         meta = GroupMetadata(attributes=attributes, zarr_format=3, consolidated_metadata=ConsolidatedMetadata(
             metadata=dict(self.arrays)) if consolidated else None)
         doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+        if exclusive:
+            return create_exclusive(self.zstore, f"{self.path}/zarr.json", doc.to_bytes())
         sync(self.zstore.set(f"{self.path}/zarr.json", doc))
+        return True

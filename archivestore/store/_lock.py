@@ -28,7 +28,7 @@ from zarr.core.sync import sync
 from archivestore.errors import LeaseTimeout
 from archivestore.layout import LAYOUT
 
-__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire"]
+__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire", "holder"]
 
 LEASE_SECONDS = 300.0
 """How long a writer's claim on an item (or on the shared tables) lasts if it dies."""
@@ -55,8 +55,14 @@ class Lease:
         self.release()
 
 
+def holder(lease_seconds: float, token: str | None = None) -> dict[str, Any]:
+    """Who holds a claim, and until when: this process, for ``lease_seconds`` from now."""
+    return {"token": token or uuid.uuid4().hex, "host": HOST, "pid": os.getpid(),
+            "expires": time.time() + lease_seconds}
+
+
 def _doc(token: str, lease_seconds: float) -> bytes:
-    attrs = {"token": token, "host": HOST, "pid": os.getpid(), "expires": time.time() + lease_seconds}
+    attrs = holder(lease_seconds, token)
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}).encode()
 
 

@@ -24,16 +24,25 @@ from zarr.core.sync import sync
 from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
+from archivestore.store._groups import read_group_doc, read_member
 from archivestore.store._metadata_read import read_frame, read_records
 from archivestore.store._writing import StoreWriting
 
 __all__ = ["Store", "open_store"]
 
 
+BUCKET_DEFAULTS = {"s3": {"max_concurrency": 1}}
+"""fsspec options a store on a bucket gets unless it is opened with others. s3fs splits the
+download of an object into concurrent ranges by default, asking its size first: a HEAD before
+every GET (and a HEAD plus a listing for a missing key). Store objects are chunks of a few MB
+that zarr already reads concurrently, so one GET each is cheaper."""
+
+
 def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) -> StoreLike:
     read_only = mode == "r"
     if "://" in url and not url.startswith("file://"):
-        return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+        options = {**BUCKET_DEFAULTS.get(url.split("://")[0], {}), **(storage_options or {})}
+        return zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=read_only)
     path = url[len("file://"):] if url.startswith("file://") else url
     return zarr.storage.LocalStore(path, read_only=read_only)
 
@@ -171,14 +180,17 @@ class Store(StoreWriting):
     def read(self, image_id: str, variable: str = "image", rater: str = GROUND_TRUTH) -> np.ndarray:
         """One array of an image as numpy, straight from zarr (no xarray, no dask graph).
 
-        The fast path for a training loop or a kernel: two metadata reads and the chunks.
-        ``variable`` is ``image``, ``superpixels``, ``mask`` or ``attribute``; ``rater``
-        picks another rater's ``mask``/``attribute``.
+        The fast path for a training loop or a kernel: one read of the group's document
+        (its state, and the array's metadata inline) and the chunks. ``variable`` is
+        ``image``, ``superpixels``, ``mask`` or ``attribute``; ``rater`` picks another
+        rater's ``mask``/``attribute``.
         """
         path = self.layout.masks(image_id, rater if variable in ("mask", "attribute") else GROUND_TRUTH)
-        if not (self.group_state(path) or {}).get("complete"):
+        doc = read_group_doc(self.zstore, path) or {}
+        if not doc.get("attributes", {}).get(STATE_KEY, {}).get("complete"):
             raise NotFoundError(f"no complete {path!r} in {self.url}")
-        return self.read_array(path, variable)
+        data = read_member(self.zstore, path, variable, doc)
+        return self.read_array(path, variable) if data is None else data
 
     def read_array(self, group: str, name: str) -> np.ndarray:
         """The array ``name`` of the group at path ``group`` as numpy (no completeness check)."""

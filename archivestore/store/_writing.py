@@ -11,22 +11,29 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import zarr
 from zarr.core.sync import sync
 
+from archivestore.errors import LeaseTimeout
 from archivestore.layout import GROUND_TRUTH, STATE_KEY
 from archivestore.store import _metadata
 from archivestore.store._groups import GroupWriter, read_group_doc, read_state
-from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
+from archivestore.store._lock import LEASE_SECONDS, Lease, acquire, holder
+from archivestore.store._lock import _stale as is_stale
 from archivestore.store._studies import StudyRow, annotated_pairs, append_study
 
 if TYPE_CHECKING:
     from archivestore.layout import Layout
 
-__all__ = ["StoreWriting"]
+__all__ = ["GroupTaken", "StoreWriting"]
+
+
+class GroupTaken(Exception):
+    """The group a writer meant to claim exists already (see :meth:`StoreWriting.claim_group`)."""
 
 
 class StoreWriting:
@@ -83,6 +90,43 @@ class StoreWriting:
         writer = GroupWriter(self.zstore, path, dict(attributes or {}), arrays={})
         writer.start({})
         return writer
+
+    def claim_group(self, path: str, attributes: Mapping[str, Any] | None = None) -> GroupWriter:
+        """A writer for a new group at ``path``, claimed by creating its document exclusively.
+
+        The claim takes the place of a lease for a group that does not exist yet (one
+        request instead of three): the document, marked incomplete, names this writer until
+        :meth:`GroupWriter.finish`, and :meth:`item_lease` waits while such a claim is live.
+
+        Raises
+        ------
+        GroupTaken
+            If the group's document is already there (another writer was first).
+        """
+        writer = GroupWriter(self.zstore, path, dict(attributes or {}), arrays={})
+        if not writer.start({"writer": holder(LEASE_SECONDS)}, exclusive=True):
+            raise GroupTaken(path)
+        return writer
+
+    def item_lease(self, path: str, *, wait_seconds: float = 600.0, poll: float = 0.05) -> Lease:
+        """The lease of the item group at ``path``, taken once no claimed write of it is under way.
+
+        Raises
+        ------
+        LeaseTimeout
+            If the lease, or a live claim of the group, outlasts ``wait_seconds``.
+        """
+        deadline = time.monotonic() + wait_seconds
+        lease = self.lease(path)
+        while True:
+            claim = (self.group_state(path) or {}).get("writer")
+            if not claim or is_stale(claim):
+                return lease
+            if time.monotonic() + poll > deadline:
+                lease.release()
+                raise LeaseTimeout(f"{path} is being written by {claim.get('host')}:{claim.get('pid')}")
+            time.sleep(poll)
+            poll = min(poll * 1.5, 2.0)
 
     def _extend(self, path: str) -> GroupWriter:
         """A writer adding arrays to the existing group at ``path`` (its attributes and arrays kept)."""

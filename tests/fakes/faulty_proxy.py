@@ -16,7 +16,11 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "ho
 
 
 class FaultyProxy:
-    """Forward to ``upstream``, failing ``share`` of the requests (seeded, counted)."""
+    """Forward to ``upstream``, failing ``share`` of the requests (seeded, counted).
+
+    ``requests`` lists every request as ``(method, path)``: with ``share=0`` the proxy
+    counts what a bucket is asked, request by request.
+    """
 
     def __init__(self, upstream: str, share: float, seed: int = 0) -> None:
         self.upstream = urlsplit(upstream)
@@ -25,6 +29,7 @@ class FaultyProxy:
         self.lock = threading.Lock()
         self.failed = 0
         self.passed = 0
+        self.requests: list[tuple[str, str]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +45,7 @@ class FaultyProxy:
                     fail = proxy.rng.random() < proxy.share
                     proxy.failed += fail
                     proxy.passed += not fail
+                    proxy.requests.append((self.command, self.path))
                 if fail:
                     msg = b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>"
                     self.send_response(503)

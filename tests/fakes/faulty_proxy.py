@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -19,11 +20,13 @@ class FaultyProxy:
     """Forward to ``upstream``, failing ``share`` of the requests (seeded, counted).
 
     ``requests`` lists every request as ``(method, path)``: with ``share=0`` the proxy
-    counts what a bucket is asked, request by request.
+    counts what a bucket is asked, request by request. ``delay`` seconds are added to each
+    request, as a bucket across a network would take them.
     """
 
-    def __init__(self, upstream: str, share: float, seed: int = 0) -> None:
+    def __init__(self, upstream: str, share: float, seed: int = 0, delay: float = 0.0) -> None:
         self.upstream = urlsplit(upstream)
+        self.delay = delay
         self.share = share
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -53,6 +56,8 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(msg)
                     return
+                if proxy.delay:
+                    time.sleep(proxy.delay)
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn.request(self.command, self.path, body=body, headers=headers)

@@ -37,51 +37,30 @@ one small matrix product. The exact rules, shared by every function here:
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
-from archivestore.analysis._overlap_kernel import pair_measures
+from archivestore.analysis._overlap_arrays import (
+    MEASURE_ATTRS,
+    MEASURES,
+    STATS,
+    block_cross,
+    block_per_feature,
+    cross_attrs,
+    measures_in_memory,
+    nan_stat,
+    result_attrs,
+    summary_attrs,
+)
 from archivestore.analysis._write import write_result
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = ["MEASURES", "overlap", "overlap_summary", "write_overlap"]
-
-MEASURES = ("dice", "correlation", "superpixel_dice")
-"""The per-pair measures computed by :func:`overlap`, in this order."""
-
-_ATTRS = {
-    "dice": {"long_name": "pixel-grid Dice of the binarised maps of rater and other"},
-    "correlation": {"long_name": "Pearson correlation over pixels of the graded maps of rater and other"},
-    "superpixel_dice": {"long_name": "Dice of the sets of annotated superpixels (isicarchive's superpixel_dice)"},
-}
-
-
-def _block_per_feature(
-    annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float, inclusive: bool
-) -> NDArray[np.float64]:
-    r = annotation.shape[2]
-    return pair_measures(annotation, weights, valid, threshold, inclusive, np.eye(r, dtype=bool))
-
-
-def _block_cross(
-    annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float, inclusive: bool
-) -> NDArray[np.float64]:
-    n_img, n_feat, n_rat, n_sp = annotation.shape
-    same = np.tile(np.eye(n_rat, dtype=bool), (n_feat, n_feat))
-    out = pair_measures(annotation.reshape(n_img, 1, n_feat * n_rat, n_sp), weights, valid, threshold, inclusive, same)
-    # (3, image, 1, f1*r, f2*o) -> (3, image, f1, f2, r, o)
-    out = out.reshape(3, n_img, n_feat, n_rat, n_feat, n_rat)
-    return out.transpose(0, 1, 2, 4, 3, 5)
-
 
 def _as_dask(var: xr.DataArray) -> da.Array:
     import dask.array as da
@@ -135,7 +114,7 @@ def _lazy_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray
     ann_d, w_d, valid_d = _task_arrays(ann, weights, valid, images_per_task, cross_features)
     n_img, n_feat, n_rat, _ = ann_d.shape
     per = da.blockwise(
-        _block_per_feature, "mifro",
+        block_per_feature, "mifro",
         ann_d, "ifrs", w_d, "is", valid_d, "i",
         new_axes={"m": len(MEASURES), "o": n_rat},
         concatenate=True, dtype=np.float64, meta=np.empty((0,) * 5, dtype=np.float64), **kwargs,
@@ -143,7 +122,7 @@ def _lazy_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray
     if not cross_features:
         return per, None
     cross = da.blockwise(
-        _block_cross, "mifgro",
+        block_cross, "mifgro",
         ann_d, "ifrs", w_d, "is", valid_d, "i",
         new_axes={"m": len(MEASURES), "g": n_feat, "o": n_rat},
         concatenate=True, dtype=np.float64, meta=np.empty((0,) * 6, dtype=np.float64), **kwargs,
@@ -151,41 +130,11 @@ def _lazy_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray
     return per, cross
 
 
-EAGER_IMAGES = 32
-"""Images per block when a study in memory is computed on threads."""
-
-
 def _eager_measures(ann: xr.DataArray, weights: xr.DataArray, valid: xr.DataArray, images_per_task: int | None,
                     cross_features: bool, kwargs: dict[str, Any]) -> _Measures:
     """The measures as numpy arrays, blocks of images computed on a thread per CPU (a study in memory)."""
-    values, w, ok = np.asarray(ann.values), np.asarray(weights.values), np.asarray(valid.values, dtype=bool)
-    n_img, n_feat, n_rat, _ = values.shape
-    step = max(1, images_per_task or EAGER_IMAGES)
-    blocks = [slice(lo, min(lo + step, n_img)) for lo in range(0, n_img, step)]
-    per = np.empty((len(MEASURES), n_img, n_feat, n_rat, n_rat))
-    cross = np.empty((len(MEASURES), n_img, n_feat, n_feat, n_rat, n_rat)) if cross_features else None
-
-    def run(block: slice) -> None:
-        args = (values[block], w[block], ok[block])
-        per[:, block] = _block_per_feature(*args, **kwargs)
-        if cross is not None:
-            cross[:, block] = _block_cross(*args, **kwargs)
-
-    _on_threads(run, blocks)
-    return per, cross
-
-
-def _on_threads(fn: Callable[[slice], None], blocks: list[slice]) -> None:
-    """``fn`` of every block, on up to one thread per CPU (numpy releases the GIL in the kernel)."""
-    workers = min(len(blocks), os.cpu_count() or 1)
-    if workers <= 1:
-        for block in blocks:
-            fn(block)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(fn, blocks):
-            pass
-
+    return measures_in_memory(np.asarray(ann.values), np.asarray(weights.values), np.asarray(valid.values, dtype=bool),
+                              cross_features=cross_features, images_per_task=images_per_task, **kwargs)
 
 def _coords(study: xr.Dataset, ann: xr.DataArray) -> dict[str, NDArray[Any] | xr.DataArray]:
     """The result's coordinates: image, feature, rater and other (rater again, as the pair's second)."""
@@ -249,36 +198,18 @@ def overlap(
     per, cross = measures(ann, weights, valid, images_per_task, cross_features, kwargs)
     dims = ("image", "feature", "rater", "other")
     data: dict[str, tuple[tuple[str, ...], Any, dict[str, str]]] = {
-        m: (dims, per[k], _ATTRS[m]) for k, m in enumerate(MEASURES)
+        m: (dims, per[k], MEASURE_ATTRS[m]) for k, m in enumerate(MEASURES)
     }
     if cross is not None:
         coords["other_feature"] = xr.DataArray(coords["feature"], dims="other_feature")
         cdims = ("image", "feature", "other_feature", "rater", "other")
         for k, m in enumerate(MEASURES):
-            long_name = _ATTRS[m]["long_name"] + ", between feature and other_feature"
-            data[f"{m}_cross"] = (cdims, cross[k], {**_ATTRS[m], "long_name": long_name})
+            data[f"{m}_cross"] = (cdims, cross[k], cross_attrs(m))
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs = {
-        "threshold": float(threshold),
-        "inclusive": bool(inclusive),
-        "within_mask": bool(within_mask),
-        "binarised": f"value {'>=' if inclusive else '>'} {float(threshold)}",
-        "rules": "NaN where a rater gave no value for the image/feature, rater == other, "
-        "both binary maps empty (Dice), a constant map (correlation), or, within_mask, no lesion mask",
-    }
+    ds.attrs = result_attrs(threshold, inclusive, within_mask)
     if summary:
         ds = ds.merge(overlap_summary(ds))
     return ds
-
-
-def _nan_stat(values: np.ndarray, stat: str) -> np.ndarray:
-    """``stat`` of the non-NaN values over the last three axes; NaN (count 0) where none."""
-    flat = values.reshape(values.shape[:-3] + (-1,))
-    if stat == "count":
-        return (~np.isnan(flat)).sum(axis=-1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
-        return np.nanmedian(flat, axis=-1) if stat == "median" else np.nanstd(flat, axis=-1)
 
 
 def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
@@ -301,14 +232,12 @@ def overlap_summary(ds: xr.Dataset) -> xr.Dataset:
         var = ds[name]
         if var.chunks is not None:
             var = var.chunk({d: -1 for d in over})
-        for stat, dtype in (("median", np.float64), ("std", np.float64), ("count", np.int64)):
+        for stat, what in STATS:
             out[f"{name}_{stat}"] = xr.apply_ufunc(
-                _nan_stat, var, input_core_dims=[over], kwargs={"stat": stat},
-                dask="parallelized", output_dtypes=[dtype],
+                nan_stat, var, input_core_dims=[over], kwargs={"stat": stat},
+                dask="parallelized", output_dtypes=[np.int64 if stat == "count" else np.float64],
             )
-        for suffix, what in (("median", "median"), ("std", "standard deviation"),
-                             ("count", "number of defined values")):
-            out[f"{name}_{suffix}"].attrs = {"long_name": f"{what} of {name} over images and rater pairs"}
+            out[f"{name}_{stat}"].attrs = summary_attrs(name, what)
     return xr.Dataset(out)
 
 

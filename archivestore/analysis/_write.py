@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,4 +33,32 @@ def write_result(store: Any, path: Callable[[Layout], str], ds: xr.Dataset, *,
             ds[name] = ds[name].astype(object)
     kwargs: dict[str, Any] = {"compute": compute, **({"storage_options": options} if options else {})}
     ds.to_zarr(target, group=group, mode="w", consolidated=False, zarr_format=3, **kwargs)
+    return group
+
+
+def write_arrays(store: Any, group: str, variables: Mapping[str, tuple[tuple[str, ...], Any, dict[str, Any]]],
+                 attrs: dict[str, Any]) -> str:
+    """Write numpy variables as the group ``group`` of a store (replacing it) with zarr alone; return ``group``.
+
+    ``variables`` maps a name to ``(dimensions, data, attributes)``; a variable named as its only
+    dimension is that dimension's coordinate. Strings become variable-length strings, as
+    :func:`write_result` writes them, so plain xarray opens both groups alike.
+    """
+    import numpy as np
+    import zarr
+
+    from archivestore.layout import compressors
+
+    root = zarr.open_group(store.zstore, path=group, mode="w", zarr_format=3, attributes=attrs)
+    for name, (dims, data, var_attrs) in variables.items():
+        values = np.asarray(data)
+        if values.dtype.kind in "UO":
+            values = values.astype(str)
+        kind = values.dtype.kind
+        fill: Any = "" if kind == "U" else np.nan if kind == "f" else False if kind == "b" else 0
+        arr = root.create_array(name, shape=values.shape, dtype=str if kind == "U" else values.dtype,
+                                fill_value=fill, compressors=compressors(), dimension_names=dims,
+                                attributes=dict(var_attrs))
+        if values.size:
+            arr[...] = values
     return group

@@ -17,6 +17,8 @@ from archivestore.layout import GROUND_TRUTH
 if TYPE_CHECKING:
     import xarray as xr
 
+    from archivestore.analysis import OverlapArrays
+
 __all__ = ["add_heatmap_command", "add_overlap_command", "add_score_command", "format_scores", "format_summary"]
 
 
@@ -49,34 +51,55 @@ def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
                    help="also every feature of one rater against every feature of the other")
     add_scheduler_option(p)
     p.add_argument("--images-per-task", type=int, default=None,
-                   help="images per dask task (default: the study's chunks)")
+                   help="images per task (default: the study's chunks with dask, 32 for a study read whole)")
     add_store_options(p)
     p.set_defaults(func=_overlap)
     return p
 
 
+IN_MEMORY_BYTES = 2**30
+"""A study whose annotations take at most this much memory is read whole and computed on threads
+with numpy alone (xarray's and dask's imports cost more than such a study's work); larger ones,
+or any with ``--scheduler``, go through xarray and dask one block of images at a time."""
+
+
 @command
 def _overlap(args: argparse.Namespace) -> int:
-    import xarray as xr
-
-    from archivestore.analysis import overlap, write_overlap
-
     store = open_store(args, mode="a")
     if args.segmentations:
         return _segmentation_overlap(args, store)
     name = args.study if args.study is not None else _only_study(store.studies())
     threshold, inclusive = (1.0, True) if args.definite else (args.threshold or 0.0, False)
-    ds = overlap(store.study(name), threshold=threshold, inclusive=inclusive, within_mask=args.within_mask,
-                 cross_features=args.cross_features, images_per_task=args.images_per_task)
-    group = write_overlap(store, name, ds)
-    written = xr.open_zarr(store.zstore, group=group, consolidated=False)
-    n_img, n_feat, n_rat = (written.sizes[d] for d in ("image", "feature", "rater"))
+    options = {"threshold": threshold, "inclusive": inclusive, "within_mask": args.within_mask,
+               "cross_features": args.cross_features, "images_per_task": args.images_per_task}
+    study = None if args.scheduler else store.read_study(name, max_bytes=IN_MEMORY_BYTES)
+    group, written = (_overlap_in_memory(store, name, study, options) if study is not None
+                      else _overlap_with_dask(store, name, options))
+    n_img, n_feat, n_rat = (len(written[d]) for d in ("image", "feature", "rater"))
     print(f"study {name}: {n_img} images x {n_feat} features x {n_rat} raters; "
           f"binarised {written.attrs['binarised']}{', within the lesion mask' if args.within_mask else ''}")
     print(format_summary(written))
     print(f"written to group {group!r}: xr.open_zarr({args.store!r}, group={group!r}, consolidated=False)")
     return 0
 
+
+
+def _overlap_in_memory(store: Any, name: str, study: Any, options: dict[str, Any]) -> tuple[str, OverlapArrays]:
+    """Overlap of a study read whole, with numpy on threads; the group path and the result."""
+    from archivestore.analysis import overlap_arrays, write_overlap_arrays
+
+    result = overlap_arrays(study, **options)
+    return write_overlap_arrays(store, name, result), result
+
+
+def _overlap_with_dask(store: Any, name: str, options: dict[str, Any]) -> tuple[str, xr.Dataset]:
+    """Overlap of a lazy study, block by block with dask (here or on ``--scheduler``); the group and its summary."""
+    import xarray as xr
+
+    from archivestore.analysis import overlap, write_overlap
+
+    group = write_overlap(store, name, overlap(store.study(name), **options))
+    return group, xr.open_zarr(store.zstore, group=group, consolidated=False, chunks=None)
 
 def _segmentation_overlap(args: argparse.Namespace, store: Any) -> int:
     from archivestore.analysis import segmentation_overlap, segmentation_overlap_summary, write_segmentation_overlap
@@ -100,19 +123,19 @@ def _only_study(studies: list[str]) -> str:
     return studies[0]
 
 
-def format_summary(ds: xr.Dataset) -> str:
-    """A per-feature table of the summary variables of an overlap result."""
+def format_summary(ds: xr.Dataset | OverlapArrays) -> str:
+    """A per-feature table of the summary variables of an overlap result (a Dataset or :class:`OverlapArrays`)."""
     import numpy as np
 
     cols = [("n", "dice_count", "{:>7d}")]
     for m, short in (("dice", "dice"), ("correlation", "corr"), ("superpixel_dice", "sp dice")):
         cols.append((f"{short} med", f"{m}_median", "{:>12.3f}"))
         cols.append((f"{short} std", f"{m}_std", "{:>12.3f}"))
-    features = [str(f) for f in ds["feature"].values]
+    features = [str(f) for f in np.asarray(ds["feature"])]
     width = max([len("feature"), *map(len, features)])
     head = f"{'feature':<{width}}" + "".join(f"{name:>{7 if key.endswith('count') else 12}}" for name, key, _ in cols)
     lines = [head]
-    values = {key: np.asarray(ds[key].values) for _, key, _ in cols}
+    values = {key: np.asarray(ds[key]) for _, key, _ in cols}
     for k, feature in enumerate(features):
         row = f"{feature:<{width}}"
         for _, key, fmt in cols:
@@ -124,7 +147,7 @@ def format_summary(ds: xr.Dataset) -> str:
         lines.append(row)
     if "superpixel_dice_cross_median" in ds:
         lines += ["", "superpixel Dice median, rater's feature (rows) x other rater's feature (columns):"]
-        cross = np.asarray(ds["superpixel_dice_cross_median"].values)
+        cross = np.asarray(ds["superpixel_dice_cross_median"])
         lines.append(" " * width + "".join(f"{k:>8d}" for k in range(len(features))))
         for k, feature in enumerate(features):
             lines.append(f"{feature:<{width}}" + "".join(f"{v:>8.3f}" for v in cross[k]) + f"  ({k})")

@@ -26,6 +26,7 @@ from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
 from archivestore.store._groups import read_group_doc, read_member
 from archivestore.store._metadata_read import read_frame, read_records
+from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
 
 __all__ = ["Store", "open_store"]
@@ -344,6 +345,22 @@ class Store(StoreWriting):
         if chunks is None:
             return xr.open_zarr(self.zstore, group=self.layout.study(name), consolidated=False, chunks=None)
         return self.open_dataset(self.layout.study(name))
+
+    def read_study(self, name: str, *, max_bytes: int | None = None) -> StudyArrays | None:
+        """``studies/<name>`` whole as numpy, straight from zarr (no xarray, no dask graph).
+
+        The fast path for a study that fits in memory (``analysis.overlap_arrays``); None
+        when its annotations take more than ``max_bytes`` (then open it lazily with
+        :meth:`study`). A reader that meets an append under way gets the rows of the last
+        complete one.
+        """
+        try:
+            group = self.root[self.layout.study(name)]
+        except KeyError:
+            names = self.studies()
+            raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}"
+                                ) from None
+        return read_study(group, max_bytes)  # type: ignore[arg-type]
 
     # -- summary ----------------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:

@@ -21,7 +21,7 @@ import zarr
 from archivestore.layout import STUDY_CHUNKS, compressors
 from archivestore.store._groups import array
 
-__all__ = ["StudyRow", "annotated_pairs", "append_study", "repair_study"]
+__all__ = ["StudyArrays", "StudyRow", "annotated_pairs", "append_study", "read_study", "repair_study"]
 
 IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = (
     STUDY_CHUNKS[d] for d in ("image", "feature", "rater", "superpixel"))
@@ -54,6 +54,42 @@ class StudyRow:
     area: np.ndarray               # uint32 per superpixel
     mask_area: np.ndarray | None   # uint32 per superpixel, None without a mask
 
+
+
+@dataclass
+class StudyArrays:
+    """A whole study in memory, read straight through zarr (no xarray, no dask).
+
+    The arrays are those of ``studies/<study>`` (see the README's store layout), cut to the
+    lengths of the coordinates ``image``, ``feature`` and ``rater``.
+    """
+
+    image: list[str]
+    feature: list[str]
+    rater: list[str]
+    annotation: np.ndarray           # (image, feature, rater, superpixel) float32
+    superpixel_area: np.ndarray      # (image, superpixel) uint32
+    superpixel_mask_area: np.ndarray  # (image, superpixel) uint32
+    has_mask: np.ndarray             # (image,) bool
+
+
+def read_study(group: zarr.Group, max_bytes: int | None = None) -> StudyArrays | None:
+    """Read a study group whole into numpy (its coordinates first, then each array once).
+
+    The coordinates are written last by an append, so cutting the arrays to their lengths gives
+    the rows of the last complete append even while another one is under way. None, reading
+    nothing more, when the annotations would take more than ``max_bytes``.
+    """
+    annotation = array(group, "annotation")
+    if max_bytes is not None and annotation.nbytes > max_bytes:
+        return None
+    images, features, raters = (_labels(group, n) for n in ("image", "feature", "rater"))
+    n_img, n_feat, n_rat = len(images), len(features), len(raters)
+    ann = np.asarray(annotation[:n_img, :n_feat, :n_rat])
+    n_sp = ann.shape[-1]
+    area, mask_area = (np.asarray(array(group, n)[:n_img, :n_sp]) for n in ("superpixel_area", "superpixel_mask_area"))
+    has_mask = np.asarray(array(group, "has_mask")[:n_img], dtype=bool)
+    return StudyArrays(images, features, raters, ann, area, mask_area, has_mask)
 
 def _ensure(group: zarr.Group) -> None:
     for name in ("image", "feature", "rater"):

@@ -357,3 +357,27 @@ def test_in_memory_and_dask_studies_agree(cross_features):
     lazy = overlap(study.chunk({"image": 16}), within_mask=True, cross_features=cross_features)
     assert lazy["dice"].chunks is not None
     xr.testing.assert_identical(eager, lazy.compute())
+
+
+@pytest.mark.parametrize("options", [{}, {"within_mask": True, "cross_features": True, "threshold": 1.0,
+                                          "inclusive": True}])
+def test_numpy_path_writes_the_group_xarray_writes(demo_store, tmp_path, options):
+    # the command line's path (read whole, numpy on threads, zarr straight) against overlap() + write_overlap()
+    import shutil
+
+    from archivestore import open_store
+    from archivestore.analysis import overlap_arrays, write_overlap_arrays
+
+    path = tmp_path / "copy.zarr"
+    shutil.copytree(demo_store, path)
+    store = open_store(path, mode="a")
+    name = store.studies()[0]
+    assert store.read_study(name, max_bytes=0) is None  # too large: read nothing, go lazy
+    study = store.read_study(name)
+    result = overlap_arrays(study, images_per_task=2, **options)
+    group = write_overlap_arrays(store, name, result)
+    numpy_path = xr.open_zarr(path, group=group, consolidated=False).load()
+    write_overlap(store, name, overlap(store.study(name), **options))
+    xarray_path = xr.open_zarr(path, group=group, consolidated=False).load()
+    xr.testing.assert_identical(numpy_path, xarray_path)
+    assert numpy_path["dice_count"].dtype == np.int64  # counts stay integers (no fill-value masking)

@@ -38,7 +38,7 @@ from zarr.storage import StorePath, WrapperStore
 from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
 from archivestore.store._lock import _create_exclusive as create_exclusive
 
-__all__ = ["GroupWriter", "array", "checksum", "read_group_doc", "read_member", "read_state"]
+__all__ = ["GroupWriter", "array", "checksum", "read_group_doc", "read_if_complete", "read_state"]
 
 _CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 """Every chunk is written: no comparing each with the fill value first (in zarr 3.1 that check
@@ -100,18 +100,31 @@ def _parsed(doc: str) -> ArrayV3Metadata:
     return ArrayV3Metadata.from_dict(json.loads(doc))
 
 
-def read_member(zstore: Any, path: str, name: str, group_doc: dict[str, Any]) -> np.ndarray | None:
-    """The array ``name`` of the group at ``path`` from the metadata inline in its document.
+def read_if_complete(zstore: Any, path: str, name: str) -> tuple[bool, np.ndarray | None]:
+    """Whether the group at ``path`` is complete, and if so its array ``name``, in one pass.
 
-    None when the document holds no inline metadata of ``name`` (a group written before
-    it had any): then open the array the usual way. Only the chunks are read.
+    Reads the group's document and, from the array metadata inline in it, the array's
+    chunks (no read of the array's own ``zarr.json``). The array is None when the group is
+    incomplete or holds no inline metadata of ``name`` (a group written before it had any,
+    or no such array): then open it the usual way.
     """
-    inline = (group_doc.get("consolidated_metadata") or {}).get("metadata") or {}
+    return sync(_read_if_complete(zstore, path, name))
+
+
+async def _read_if_complete(zstore: Any, path: str, name: str) -> tuple[bool, np.ndarray | None]:
+    buf = await zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype())
+    try:
+        doc = json.loads(buf.to_bytes()) if buf is not None else {}
+    except ValueError:
+        doc = {}
+    if not (doc.get("attributes") or {}).get(STATE_KEY, {}).get("complete"):
+        return False, None
+    inline = (doc.get("consolidated_metadata") or {}).get("metadata") or {}
     if name not in inline:
-        return None
+        return True, None
     meta = _parsed(json.dumps(inline[name], sort_keys=True))
-    arr = zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(zstore, f"{path}/{name}")))
-    return np.asarray(arr[...])
+    arr = zarr.AsyncArray(metadata=meta, store_path=StorePath(zstore, f"{path}/{name}"))
+    return True, np.asarray(await arr.getitem(...))
 
 
 def _metadata(data: np.ndarray, dims: tuple[str, ...], chunks: tuple[int, ...], codecs: tuple[Any, ...],

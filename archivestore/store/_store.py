@@ -24,7 +24,7 @@ from zarr.core.sync import sync
 from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundError
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
-from archivestore.store._groups import read_group_doc, read_member
+from archivestore.store._groups import read_if_complete
 from archivestore.store._metadata_read import read_frame, read_records
 from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
@@ -187,10 +187,9 @@ class Store(StoreWriting):
         rater's ``mask``/``attribute``.
         """
         path = self.layout.masks(image_id, rater if variable in ("mask", "attribute") else GROUND_TRUTH)
-        doc = read_group_doc(self.zstore, path) or {}
-        if not doc.get("attributes", {}).get(STATE_KEY, {}).get("complete"):
+        complete, data = read_if_complete(self.zstore, path, variable)
+        if not complete:
             raise NotFoundError(f"no complete {path!r} in {self.url}")
-        data = read_member(self.zstore, path, variable, doc)
         return self.read_array(path, variable) if data is None else data
 
     def read_array(self, group: str, name: str) -> np.ndarray:

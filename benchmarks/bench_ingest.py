@@ -30,7 +30,7 @@ by ingest stage and by function, and a serial cost model of each step.
 Run::
 
     .venv/bin/python benchmarks/bench_ingest.py [--quick] [--case images|part2] [--n 48] [--n-part2 120]
-        [--repeat 3] [--profile] [--zarr threading.max_workers=2]
+        [--repeat 3] [--profile] [--zarr threading.max_workers=2] [--compare threading.max_workers=1 ...]
 
 Goal (issue 11): ingest wall time at most 1.5x the decode time / cores for both archives,
 with the store no more than 10 % larger than before.
@@ -138,14 +138,34 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+WORKERS: int | None = None  # ingest's default (the number of CPUs) unless --workers
+
+
 def run_ingest(dirs: list[Path], store_path: Path):
     if store_path.exists():
         shutil.rmtree(store_path)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    report = ingest(open_store(store_path, mode="a"), ChallengeSource(dirs), progress=False)
+    report = ingest(open_store(store_path, mode="a"), ChallengeSource(dirs), progress=False, workers=WORKERS)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     assert report.ok and report.failed == [], report.failed
     return wall, cpu, report
+
+
+def fresh_zarr_pool() -> None:
+    """Give zarr's event loop a new codec thread pool made under the current ``threading.max_workers``.
+
+    zarr makes its pool once per process; without this a later run would keep the first run's.
+    (zarr's private ``zarr.core.sync`` module: a benchmark's liberty.)
+    """
+    import zarr.core.sync as zsync
+
+    old = zsync._executor
+    pool = ThreadPoolExecutor(max_workers=zarr.config.get("threading.max_workers", None),
+                              thread_name_prefix="zarr_pool")
+    zsync._get_loop().set_default_executor(pool)
+    zsync._executor = pool
+    if old is not None:
+        old.shutdown(wait=False)
 
 
 def store_sizes(store_path: Path) -> dict[str, int]:
@@ -166,8 +186,12 @@ def store_sizes(store_path: Path) -> dict[str, int]:
 
 
 def measure_case(name: str, dirs: list[Path], files: list[tuple[Path, object]], n: int, mpx: float,
-                 repeat: int, tmp: Path) -> float:
-    """Baseline and ingest of one archive; prints the figures and returns the wall-time ratio."""
+                 repeat: int, tmp: Path, variants: list[dict[str, object]]) -> float:
+    """Baseline and ingest of one archive; prints the figures and returns the wall-time ratio.
+
+    Each ``variants`` entry (zarr config settings) is ingested in turn with the plain run
+    within each repeat, so load changes fall on all alike.
+    """
     cores = os.cpu_count() or 1
     decode_all(files)  # warm the page cache
     serial = c.median_time(lambda: decode_all(files), repeat)
@@ -195,7 +219,14 @@ def measure_case(name: str, dirs: list[Path], files: list[tuple[Path, object]], 
           f"{threaded_t / baseline:.2f}x baseline)")
 
     store_path = tmp / f"store-{name}.zarr"
-    runs = [run_ingest(dirs, store_path) for _ in range(repeat)]
+    runs, variant_runs = [], defaultdict(list)
+    for _ in range(repeat):
+        fresh_zarr_pool()
+        runs.append(run_ingest(dirs, store_path))
+        for k, settings in enumerate(variants):
+            with zarr.config.set(settings):
+                fresh_zarr_pool()
+                variant_runs[k].append(run_ingest(dirs, store_path))
     wall = sorted(r[0] for r in runs)[len(runs) // 2]
     cpu = sorted(r[1] for r in runs)[len(runs) // 2]
     ratio = wall / baseline
@@ -206,10 +237,20 @@ def measure_case(name: str, dirs: list[Path], files: list[tuple[Path, object]], 
     sizes = store_sizes(store_path)
     print(f"store on disk: {sum(sizes.values()) / 1e6:.2f} MB ("
           + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()) + ")")
+    for k, settings in enumerate(variants):
+        v_wall = sorted(r[0] for r in variant_runs[k])[repeat // 2]
+        v_cpu = sorted(r[1] for r in variant_runs[k])[repeat // 2]
+        print(f"  with zarr config {settings}: wall {v_wall:.3f} s ({v_wall / wall:.2f}x the plain run; "
+              f"ratio {v_wall / baseline:.2f}x), CPU {v_cpu:.3f} s ({v_cpu / cpu:.2f}x)")
     verdict = "meets" if ratio <= GOAL else "MISSES"
     print(f"\n[{name}] ratio ingest / (decode / cores) = {ratio:.2f}x: {verdict} the goal of <= {GOAL}x; "
           f"CPU-time ratio ingest CPU / decode CPU = {cpu / serial_cpu:.2f}x")
     return ratio
+
+
+def _settings(pairs: list[str]) -> dict[str, object]:
+    """``["threading.max_workers=2"]`` as zarr config settings (values parsed as JSON)."""
+    return {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in pairs)}
 
 
 def main(argv=None) -> int:
@@ -222,15 +263,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--zarr", action="append", default=[], metavar="KEY=VALUE",
                     help="a zarr.config setting for the run, e.g. threading.max_workers=2 (repeatable)")
+    ap.add_argument("--workers", type=int, help="ingest worker threads (default: ingest's, the number of CPUs)")
+    ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="zarr config settings ingested in turn with the plain run (repeatable: one per variant)")
     ap.add_argument("--profile", action="store_true", help="also profile one ingest of each archive")
     ap.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     args = ap.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
-    settings = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.zarr)}
+    global WORKERS
+    WORKERS = args.workers
+    settings = _settings(args.zarr)
+    variants = [_settings(v.split(",")) for v in args.compare]
     zarr.config.set(settings)
     print(f"machine: {c.machine()}")
-    print(c.load_note() + (f"; zarr config {settings}" if settings else ""))
+    print(c.load_note() + (f"; zarr config {settings}" if settings else "")
+          + (f"; {args.workers} ingest workers" if args.workers else ""))
     cases = args.case or ["images", "part2"]
     with c.workdir("ingest-", keep=args.keep) as tmp:
         for name in cases:
@@ -246,7 +294,7 @@ def main(argv=None) -> int:
                   f" + masks{' + Part 2 features' if part2 else ''}, {nbytes / 1e6:.1f} MB on disk "
                   f"(made in {time.perf_counter() - t0:.1f} s)")
             files = archive_files(dirs, n, part2)
-            measure_case(name, dirs, files, n, mpx, repeat, tmp)
+            measure_case(name, dirs, files, n, mpx, repeat, tmp, variants)
             if args.profile:
                 import _ingest_profile as prof  # the current store API; a plain run also works on older trees
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 import zarr
 import zarr.storage
 from zarr.abc.store import Store as StoreLike
@@ -25,9 +23,12 @@ from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundE
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
 from archivestore.store._groups import read_if_complete
-from archivestore.store._metadata_read import read_frame, read_records
 from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
+
+if TYPE_CHECKING:  # xarray and pandas load with the first Dataset or DataFrame (not for numpy reads)
+    import pandas as pd
+    import xarray as xr
 
 __all__ = ["Store", "open_store"]
 
@@ -136,6 +137,8 @@ class Store(StoreWriting):
     # -- opening groups ---------------------------------------------------------------
     def open_dataset(self, path: str) -> xr.Dataset:
         """The group at ``path`` as a lazy Dataset, as plain xarray opens it."""
+        import xarray as xr
+
         return xr.open_zarr(self.zstore, group=path, consolidated=False)
 
     @functools.cached_property
@@ -256,6 +259,8 @@ class Store(StoreWriting):
         group = self._table_group(table)
         row = "image" if table == "images" else "series"
         if group is None or row not in group:
+            import xarray as xr
+
             return xr.Dataset({"field_state": ((row, "field"), np.zeros((0, 0), np.uint8))},
                               coords={row: np.array([], dtype=str), "field": np.array([], dtype=str)})
         return self.open_dataset(self._table_path(table))
@@ -278,10 +283,14 @@ class Store(StoreWriting):
 
     def metadata_frame(self, table: str = "images") -> pd.DataFrame:
         """A table as a pandas DataFrame (index image or series id, columns dotted key paths)."""
+        from archivestore.store._metadata_read import read_frame
+
         return read_frame(self.metadata(table))
 
     def metadata_records(self, table: str = "images") -> dict[str, dict[str, Any]]:
         """Every row's leaf values re-nested exactly as in the original records."""
+        from archivestore.store._metadata_read import read_records
+
         return read_records(self.metadata(table))
 
     # -- plates -------------------------------------------------------------------------
@@ -342,6 +351,8 @@ class Store(StoreWriting):
         if name not in names:
             raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}")
         if chunks is None:
+            import xarray as xr
+
             return xr.open_zarr(self.zstore, group=self.layout.study(name), consolidated=False, chunks=None)
         return self.open_dataset(self.layout.study(name))
 

@@ -42,23 +42,33 @@ def write_arrays(store: Any, group: str, variables: Mapping[str, tuple[tuple[str
 
     ``variables`` maps a name to ``(dimensions, data, attributes)``; a variable named as its only
     dimension is that dimension's coordinate. Strings become variable-length strings, as
-    :func:`write_result` writes them, so plain xarray opens both groups alike.
+    :func:`write_result` writes them, so plain xarray opens both groups alike. The arrays are
+    created and written concurrently (their chunks compressed on zarr's threads).
     """
+    import asyncio
+
     import numpy as np
-    import zarr
+    import zarr.api.asynchronous as zarr_async
+    from zarr.core.sync import sync
 
     from archivestore.layout import compressors
 
-    root = zarr.open_group(store.zstore, path=group, mode="w", zarr_format=3, attributes=attrs)
-    for name, (dims, data, var_attrs) in variables.items():
-        values = np.asarray(data)
-        if values.dtype.kind in "UO":
-            values = values.astype(str)
-        kind = values.dtype.kind
-        fill: Any = "" if kind == "U" else np.nan if kind == "f" else False if kind == "b" else 0
-        arr = root.create_array(name, shape=values.shape, dtype=str if kind == "U" else values.dtype,
-                                fill_value=fill, compressors=compressors(), dimension_names=dims,
-                                attributes=dict(var_attrs))
-        if values.size:
-            arr[...] = values
+    async def write_all() -> None:
+        root = await zarr_async.open_group(store=store.zstore, path=group, mode="w", zarr_format=3, attributes=attrs)
+
+        async def one(name: str, dims: tuple[str, ...], data: Any, var_attrs: dict[str, Any]) -> None:
+            values = np.asarray(data)
+            if values.dtype.kind in "UO":
+                values = values.astype(str)
+            kind = values.dtype.kind
+            fill: Any = "" if kind == "U" else np.nan if kind == "f" else False if kind == "b" else 0
+            arr = await root.create_array(name, shape=values.shape, dtype=str if kind == "U" else values.dtype,
+                                          fill_value=fill, compressors=compressors(), dimension_names=dims,
+                                          attributes=dict(var_attrs))
+            if values.size:
+                await arr.setitem(..., values)
+
+        await asyncio.gather(*(one(name, *variable) for name, variable in variables.items()))
+
+    sync(write_all())
     return group

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from archivestore.layout import STUDY_CHUNKS, compressors
+from archivestore.layout import STUDY_CHUNKS, compressors, study_compressors
 from archivestore.store._groups import array
 
 __all__ = ["StudyArrays", "StudyRow", "annotated_pairs", "append_study", "read_study", "repair_study"]
@@ -98,8 +98,9 @@ def _ensure(group: zarr.Group) -> None:
                                dimension_names=(name,))
     for name, (dims, dtype, fill, chunks) in _DATA.items():
         if name not in group:
+            codecs = study_compressors() if name == "annotation" else compressors()
             group.create_array(name, shape=(0,) * len(dims), chunks=chunks, dtype=dtype, fill_value=fill,
-                               compressors=compressors(), dimension_names=dims, attributes=_ATTRS[name])
+                               compressors=codecs, dimension_names=dims, attributes=_ATTRS[name])
 
 
 def annotated_pairs(group: zarr.Group | None) -> set[tuple[str, str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,15 @@ class IngestReport:
 
 
 class _Pending:
-    """Rows waiting to be appended to the shared tables, flushed in batches."""
+    """Rows waiting to be appended to the shared tables, flushed in batches on a background thread.
+
+    An append rewrites the last chunk of every column one request after another: on a
+    bucket that is seconds (~180 requests for a 30-field record), during which the
+    submitting process would collect no results and the workers would run dry. So each
+    batch is handed to one background thread and the loop goes on; a batch waits only for
+    the append before it (at most one append in flight, in order). :meth:`close` appends
+    the rest and waits; an append's error is raised at the next flush or at close.
+    """
 
     def __init__(self, store: Store, batch_size: int, table_batch: int, table_seconds: float) -> None:
         self.store = store
@@ -70,6 +79,8 @@ class _Pending:
         self.n_rows = 0
         self.limits = (batch_size, table_batch, table_seconds)
         self.last_table = time.monotonic()
+        self.appending: Future[int] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archivestore-tables")
 
     def add(self, item_id: str, result: ItemResult | SeriesResult) -> None:
         if isinstance(result, ItemResult):
@@ -88,15 +99,32 @@ class _Pending:
             self.flush(table)
 
     def flush(self, table: bool = True) -> None:
+        """Hand the waiting rows to the background append (after the one in flight has finished)."""
         if not self.rows and not (table and (self.records or self.series_records)):
             return
-        self.store.append_tables(self.records if table else None, self.rows, self.index,
-                                 series_records=self.series_records if table else None,
-                                 series_index=self.series_index)
+        self.wait()
+        self.appending = self.pool.submit(
+            self.store.append_tables, self.records if table else None, self.rows, self.index,
+            series_records=self.series_records if table else None, series_index=self.series_index)
         self.rows, self.n_rows = {}, 0
         if table:
             self.records, self.series_records = {}, {}
             self.last_table = time.monotonic()
+
+    def wait(self) -> None:
+        """Wait for the append in flight; raise its error."""
+        appending, self.appending = self.appending, None
+        if appending is not None:
+            appending.result()
+
+    def close(self, *, flush: bool) -> None:
+        """Append what is waiting (if ``flush``), wait for the last append, and stop the thread."""
+        try:
+            if flush:
+                self.flush()
+            self.wait()
+        finally:
+            self.pool.shutdown()
 
 
 class _Admission:
@@ -256,8 +284,9 @@ def ingest(
         for item in later:  # segmentations, once the volumes they segment are stored
             submit(item)
         drain(0)
-        pending.flush()
+        pending.close(flush=True)
     finally:
+        pending.close(flush=False)  # after an error: the append in flight ends before ingest does
         run.close()
         bar.close()
     report.failed.extend(getattr(source, "problems", []) or [])

@@ -1,0 +1,252 @@
+"""Archive scale, simulated: many writers against a slow bucket, and many submitters sharing the ``tables`` lease.
+
+Two simulations of what ``benchmarks/scale.md`` projects would saturate first:
+
+``writers``
+    One ingest (one submitting process) with ``--workers`` writer threads (a stand-in for a
+    100-worker dask cluster) into a store on local disk behind :class:`LatencyStore`, which
+    delays every request by ``--latency`` seconds (a bucket's per-request latency; the disk
+    behind it is never the limit). The items are small ISIC-like images (image, superpixels,
+    mask, a 30-field record), so the writers' CPU is small and the requests and the submitting
+    process are what is measured. Printed: images/s, the ideal images/s of the writers alone
+    (``workers`` / the time one item takes on one writer, measured in the same run), and the
+    seconds the submitting process spent inside ``Store.append_tables`` (the metadata-table
+    appends it makes every ``table_batch`` images).
+
+``submitters``
+    ``--submitters`` processes each ingest their own ``--items`` tiny images into one store
+    on local disk (leases by exclusive file creation, as on a bucket by conditional PUT),
+    appending the metadata table every ``--table-batch`` images: the ``tables`` lease is the
+    only thing they share. Printed per process: appends, seconds waiting for the lease, the
+    longest wait; and the lease's busy share of the wall time.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_scale_sim.py writers [--workers 100] [--latency 0.03] [--items 8192]
+        [--table-batch 4096]
+    .venv/bin/python benchmarks/bench_scale_sim.py submitters [--submitters 8] [--items 400] [--table-batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import ByteRequest
+from zarr.storage import WrapperStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+from bench_scale import isic_record  # noqa: E402
+
+from archivestore import ingest, open_store  # noqa: E402
+from archivestore._ingest._item import process_item  # noqa: E402
+from archivestore.imaging import encode_superpixels_rgb  # noqa: E402
+from archivestore.sources import Item  # noqa: E402
+from archivestore.store import Store, _lock  # noqa: E402
+from archivestore.testing.sample import png  # noqa: E402
+
+if TYPE_CHECKING:
+    from zarr.core.buffer import Buffer, BufferPrototype
+
+
+class LatencyStore(WrapperStore[Any]):
+    """Delay every request by ``latency`` seconds before passing it on (a bucket's round trip)."""
+
+    def __init__(self, store: Any, latency: float) -> None:
+        super().__init__(store)
+        self.latency = latency
+
+    def _with_store(self, store: Any) -> LatencyStore:
+        return type(self)(store, self.latency)
+
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        await asyncio.sleep(self.latency)
+        return await self._store.get(key, prototype, byte_range)
+
+    async def get_partial_values(self, prototype: BufferPrototype,
+                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> list[Buffer | None]:
+        key_ranges = list(key_ranges)
+        await asyncio.sleep(self.latency)  # concurrent range requests: one round trip
+        return await self._store.get_partial_values(prototype, key_ranges)
+
+    async def exists(self, key: str) -> bool:
+        await asyncio.sleep(self.latency)
+        return await self._store.exists(key)
+
+    async def set(self, key: str, value: Buffer) -> None:
+        await asyncio.sleep(self.latency)
+        await self._store.set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        await asyncio.sleep(self.latency)
+        await self._store.set_if_not_exists(key, value)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.sleep(self.latency)
+        await self._store.delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        await asyncio.sleep(self.latency)
+        await self._store.delete_dir(prefix)
+
+    async def _listed(self, it: AsyncIterator[str]) -> AsyncIterator[str]:
+        await asyncio.sleep(self.latency)
+        async for key in it:
+            yield key
+
+    def list(self) -> AsyncIterator[str]:
+        return self._listed(self._store.list())
+
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        return self._listed(self._store.list_prefix(prefix))
+
+    def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        return self._listed(self._store.list_dir(prefix))
+
+
+_PARTS: dict[str, bytes] = {}
+
+
+def _part(name: str) -> bytes:
+    """The encoded files of every tiny image (64x64: the same bytes each time, made once)."""
+    if not _PARTS:
+        rng = np.random.default_rng(0)
+        _PARTS["image"] = png(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        _PARTS["superpixels"] = encode_superpixels_rgb(np.arange(64 * 64).reshape(64, 64) // 64)
+        _PARTS["mask"] = png((rng.random((64, 64)) > 0.5).astype(np.uint8) * 255)
+    return _PARTS[name]
+
+
+def tiny_items(start: int, n: int) -> list[Item]:
+    return [Item(id=f"ISIC_{k:07d}", metadata=isic_record(k), image=functools.partial(_part, "image"),
+                 superpixels=functools.partial(_part, "superpixels"), mask=functools.partial(_part, "mask"))
+            for k in range(start, start + n)]
+
+
+def latency_store(path: Path, latency: float) -> Store:
+    opened = open_store(path, mode="a")
+    slow = LatencyStore(opened.zstore, latency)
+    return Store(str(path), slow, zarr.open_group(slow, mode="r+", zarr_format=3), mode="a", layout=opened.layout)
+
+
+class Timed:
+    """Wraps ``Store.append_tables`` of one store object: calls and seconds spent in them."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store.append_tables
+        self.calls = 0
+        self.seconds = 0.0
+        store.append_tables = self  # type: ignore[method-assign]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> int:
+        t0 = time.perf_counter()
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - t0
+
+
+def writers(args: argparse.Namespace) -> None:
+    print(f"{args.workers} writer threads, {args.latency * 1e3:.0f} ms per request, {args.items} images of 64x64 "
+          f"(+ superpixels, mask, 30-field record), table_batch {args.table_batch}")
+    with c.workdir("sim-") as tmp:
+        store = latency_store(tmp / "one.zarr", args.latency)
+        assert ingest(store, tiny_items(0, 1), workers=1, progress=False).ok  # tables created
+        one = [c.timed(lambda item=item: process_item(store, item)) for item in tiny_items(1, 9)]
+        single = statistics.median(one)
+        print(f"one image on one writer (process_item, the worker's task): {single * 1e3:.0f} ms")
+        store = latency_store(tmp / "many.zarr", args.latency)
+        assert ingest(store, tiny_items(0, 1), workers=1, progress=False).ok
+        timed = Timed(store)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        report = ingest(store, tiny_items(1, args.items), workers=args.workers, progress=False,
+                        table_batch=args.table_batch)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert report.ok, report.failed[:3]
+        rows = len(open_store(tmp / "many.zarr").metadata_frame())
+        assert rows == args.items + 1, rows
+        print(f"ingest: {wall:.1f} s = {args.items / wall:.0f} images/s (ideal for the writers alone "
+              f"{args.workers / single:.0f}/s: ratio {args.items / wall / (args.workers / single):.2f}); "
+              f"process CPU {cpu:.1f} s = {cpu / wall:.2f} CPUs busy")
+        print(f"submitting process inside append_tables: {timed.calls} calls, {timed.seconds:.1f} s "
+              f"({timed.seconds / wall:.0%} of the wall time); {rows} rows in the table")
+
+
+def _submitter(args: tuple[str, int, int, int, float]) -> dict[str, float]:
+    path, k, items, table_batch, wait_seconds = args
+    waits: list[float] = []
+    inner = _lock.acquire
+
+    def acquire(zstore: Any, name: str, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        lease = inner(zstore, name, **kw)
+        if name == "tables":
+            waits.append(time.perf_counter() - t0)
+        return lease
+
+    _lock.acquire = acquire  # type: ignore[assignment]
+    import archivestore.store._writing as writing
+
+    writing.acquire = acquire  # type: ignore[assignment]
+    store = open_store(path, mode="a")
+    t0 = time.perf_counter()
+    report = ingest(store, tiny_items(k * items, items), workers=2, progress=False, table_batch=table_batch,
+                    batch_size=table_batch)
+    wall = time.perf_counter() - t0
+    return {"ok": float(report.ok), "wall": wall, "appends": len(waits), "wait": sum(waits),
+            "max_wait": max(waits, default=0.0), "failed": len(report.failed)}
+
+
+def submitters(args: argparse.Namespace) -> None:
+    print(f"{args.submitters} processes x {args.items} images of 64x64, metadata appended every "
+          f"{args.table_batch} images, one store on local disk")
+    with c.workdir("sim-") as tmp:
+        path = str(tmp / "shared.zarr")
+        assert ingest(open_store(path, mode="a"), tiny_items(10**6, 1), progress=False).ok
+        t0 = time.perf_counter()
+        with mp.get_context("spawn").Pool(args.submitters) as pool:
+            results = pool.map(_submitter, [(path, k, args.items, args.table_batch, 600.0)
+                                            for k in range(args.submitters)])
+        wall = time.perf_counter() - t0
+        rows = len(open_store(path).metadata_frame())
+    for k, r in enumerate(results):
+        print(f"  submitter {k}: {r['wall']:.1f} s, {r['appends']:.0f} appends, waited {r['wait']:.1f} s "
+              f"for the lease (longest {r['max_wait']:.2f} s), {r['failed']:.0f} failed")
+    total = args.submitters * args.items
+    print(f"all: {wall:.1f} s, {total / wall:.0f} images/s; {rows} rows (expected {total + 1}); "
+          f"mean wait per append {statistics.mean(r['wait'] / max(r['appends'], 1) for r in results):.2f} s")
+    assert rows == total + 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    w = sub.add_parser("writers")
+    w.add_argument("--workers", type=int, default=100)
+    w.add_argument("--latency", type=float, default=0.03)
+    w.add_argument("--items", type=int, default=8192)
+    w.add_argument("--table-batch", type=int, default=4096)
+    s = sub.add_parser("submitters")
+    s.add_argument("--submitters", type=int, default=8)
+    s.add_argument("--items", type=int, default=400)
+    s.add_argument("--table-batch", type=int, default=16)
+    args = ap.parse_args()
+    print(c.machine())
+    writers(args) if args.what == "writers" else submitters(args)
+    print(c.load_note())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The metadata-table appends run beside the ingest loop: results keep being collected while one is under way."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from archivestore import ingest, open_store
+from archivestore.sources import Item
+from archivestore.store import Store
+from archivestore.testing.sample import png
+
+PNG = png(np.full((8, 8, 3), 90, np.uint8))
+
+
+def _items(n: int, started: threading.Event | None = None, asked: threading.Event | None = None) -> Iterator[Item]:
+    """``n`` tiny images; ``asked`` is set when the loop asks for an item once ``started`` is set."""
+    for k in range(n):
+        if started is not None and asked is not None and started.is_set():
+            asked.set()
+        yield Item(id=f"IMG_{k:04d}", metadata={"k": k, "meta": {"site": ["arm", "leg"][k % 2]}},
+                   image=lambda: PNG)
+
+
+class _Appends:
+    """Wraps a store's ``append_tables``: the first call sets ``started`` and waits for ``release``."""
+
+    def __init__(self, store: Store, release: threading.Event | None = None, error: Exception | None = None) -> None:
+        self.inner = store.append_tables
+        self.started = threading.Event()
+        self.release = release
+        self.error = error
+        self.released: list[bool] = []
+        self.threads: set[str] = set()
+        self.rows: list[int] = []
+        store.append_tables = self  # type: ignore[method-assign]
+
+    def __call__(self, records: Any = None, *args: Any, **kwargs: Any) -> int:
+        self.threads.add(threading.current_thread().name)
+        if self.release is not None and not self.released:
+            self.started.set()
+            self.released.append(self.release.wait(timeout=30))
+        if self.error is not None:
+            raise self.error
+        self.rows.append(len(records or {}))
+        return self.inner(records, *args, **kwargs)
+
+
+def test_the_loop_goes_on_while_a_table_append_is_under_way(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    asked = threading.Event()  # the loop asked the source for an item while the first append was under way
+    appends = _Appends(store, release=asked)
+    report = ingest(store, _items(20, appends.started, asked), workers=2, progress=False, table_batch=6)
+    assert report.ok and len(report.ingested) == 20
+    # the first append waited for the loop to ask for an item: it cannot if it runs the append itself
+    assert appends.released == [True]
+    assert threading.current_thread().name not in appends.threads
+    assert sum(appends.rows) == 20
+    table = open_store(tmp_path / "s.zarr").metadata_records()
+    assert sorted(table) == [f"IMG_{k:04d}" for k in range(20)]
+    assert table["IMG_0013"] == {"k": 13, "meta": {"site": "leg"}}
+
+
+def test_an_append_error_ends_the_ingest(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    _Appends(store, error=OSError("bucket gone"))
+    with pytest.raises(OSError, match="bucket gone"):
+        ingest(store, _items(12), workers=2, progress=False, table_batch=4)
+
+
+def test_the_rerun_adds_the_rows_an_append_lost(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    _Appends(store, error=OSError("cut off"))
+    with pytest.raises(OSError):
+        ingest(store, _items(12), workers=2, progress=False, table_batch=4)
+    report = ingest(open_store(tmp_path / "s.zarr", mode="a"), _items(12), workers=2, progress=False)
+    assert report.ok
+    assert sorted(open_store(tmp_path / "s.zarr").metadata_records()) == [f"IMG_{k:04d}" for k in range(12)]

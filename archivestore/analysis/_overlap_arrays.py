@@ -1,9 +1,10 @@
-"""Study overlap with numpy alone: a study in memory, computed on threads, written straight with zarr.
+"""Study overlap with numpy alone: blocks of images computed on threads, written straight with zarr.
 
 The same measures, rules and result group as :func:`archivestore.analysis.overlap` (see
-:mod:`archivestore.analysis._overlap`), for a study that fits in memory: it is read whole
-(``Store.read_study``), every block of images goes through the kernel on a thread per CPU
-(numpy releases the GIL in it), and the result is written as the group plain xarray opens.
+:mod:`archivestore.analysis._overlap`), for a study whose results fit in memory: it is read
+straight through zarr (``Store.read_study``), every block of images (a chunk of the study) is
+read and goes through the kernel on a thread per CPU (numpy releases the GIL in it), and the
+result is written as the group plain xarray opens.
 No xarray object is made on the way, so neither xarray's nor dask's import is paid: for a
 study of a few thousand images they cost more than the work (``benchmarks/README.md``).
 """
@@ -85,18 +86,22 @@ def block_cross(annotation: NDArray[Any], weights: NDArray[Any], valid: NDArray[
     return out.reshape(3, n_img, n_feat, n_rat, n_feat, n_rat).transpose(0, 1, 2, 4, 3, 5)
 
 
-def measures_in_memory(values: NDArray[Any], weights: NDArray[Any], valid: NDArray[Any], *, threshold: float,
+def measures_in_memory(values: Any, weights: NDArray[Any], valid: NDArray[Any], *, threshold: float,
                        inclusive: bool, cross_features: bool, images_per_task: int | None = None,
                        ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
-    """The per-feature measures and, with ``cross_features``, the cross-feature ones; blocks on threads."""
+    """The per-feature measures and, with ``cross_features``, the cross-feature ones; blocks on threads.
+
+    ``values`` (image, feature, rater, superpixel) is a numpy array or a study's ``StudyRows``
+    (each block read by the thread that computes it, a chunk of images at a time).
+    """
     n_img, n_feat, n_rat, _ = values.shape
-    step = max(1, images_per_task or IN_MEMORY_IMAGES)
+    step = max(1, images_per_task or getattr(values, "block", IN_MEMORY_IMAGES))
     per = np.empty((len(MEASURES), n_img, n_feat, n_rat, n_rat))
     cross = np.empty((len(MEASURES), n_img, n_feat, n_feat, n_rat, n_rat)) if cross_features else None
     threshold, inclusive = float(threshold), bool(inclusive)
 
     def run(block: slice) -> None:
-        args = (values[block], weights[block], valid[block])
+        args = (np.asarray(values[block]), weights[block], valid[block])
         per[:, block] = block_per_feature(*args, threshold=threshold, inclusive=inclusive)
         if cross is not None:
             cross[:, block] = block_cross(*args, threshold=threshold, inclusive=inclusive)
@@ -164,7 +169,7 @@ def overlap_arrays(study: StudyArrays, *, threshold: float = 0.0, inclusive: boo
     threshold, inclusive, within_mask, cross_features
         As for :func:`~archivestore.analysis.overlap`.
     images_per_task : int, optional
-        Images per block (default 32).
+        Images per block (default: the study's image chunks).
 
     Returns
     -------

@@ -357,10 +357,11 @@ class Store(StoreWriting):
         return self.open_dataset(self.layout.study(name))
 
     def read_study(self, name: str, *, max_bytes: int | None = None) -> StudyArrays | None:
-        """``studies/<name>`` whole as numpy, straight from zarr (no xarray, no dask graph).
+        """``studies/<name>`` straight from zarr (no xarray, no dask graph): numpy, and the
+        annotations read a block of images at a time (``StudyRows``).
 
-        The fast path for a study that fits in memory (``analysis.overlap_arrays``); None
-        when its annotations take more than ``max_bytes`` (then open it lazily with
+        The fast path for a study whose results fit in memory (``analysis.overlap_arrays``);
+        None when its annotations take more than ``max_bytes`` (then open it lazily with
         :meth:`study`). A reader that meets an append under way gets the rows of the last
         complete one.
         """

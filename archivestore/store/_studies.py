@@ -21,7 +21,7 @@ import zarr
 from archivestore.layout import STUDY_CHUNKS, compressors, study_compressors
 from archivestore.store._groups import array
 
-__all__ = ["StudyArrays", "StudyRow", "annotated_pairs", "append_study", "read_study", "repair_study"]
+__all__ = ["StudyArrays", "StudyRow", "StudyRows", "annotated_pairs", "append_study", "read_study", "repair_study"]
 
 IMAGE_CHUNK, FEATURE_CHUNK, RATER_CHUNK, SUPERPIXEL_CHUNK = (
     STUDY_CHUNKS[d] for d in ("image", "feature", "rater", "superpixel"))
@@ -56,9 +56,30 @@ class StudyRow:
 
 
 
+@dataclass(frozen=True)
+class StudyRows:
+    """A study's annotations read a block of images at a time: ``rows[lo:hi]`` is numpy.
+
+    Reading block by block as the blocks are computed holds one block per thread in memory
+    instead of the whole study; :attr:`block` (the array's image chunk) reads every chunk once.
+    """
+
+    array: zarr.Array
+    shape: tuple[int, int, int, int]  # (image, feature, rater, superpixel), cut to the coordinates
+
+    @property
+    def block(self) -> int:
+        """Images per chunk of the array."""
+        return int(self.array.chunks[0])
+
+    def __getitem__(self, images: slice) -> np.ndarray:
+        lo, hi, _ = images.indices(self.shape[0])
+        return np.asarray(self.array[lo:hi, : self.shape[1], : self.shape[2]])
+
+
 @dataclass
 class StudyArrays:
-    """A whole study in memory, read straight through zarr (no xarray, no dask).
+    """A study read straight through zarr (no xarray, no dask).
 
     The arrays are those of ``studies/<study>`` (see the README's store layout), cut to the
     lengths of the coordinates ``image``, ``feature`` and ``rater``.
@@ -67,14 +88,14 @@ class StudyArrays:
     image: list[str]
     feature: list[str]
     rater: list[str]
-    annotation: np.ndarray           # (image, feature, rater, superpixel) float32
+    annotation: StudyRows            # (image, feature, rater, superpixel) float32, read by blocks of images
     superpixel_area: np.ndarray      # (image, superpixel) uint32
     superpixel_mask_area: np.ndarray  # (image, superpixel) uint32
     has_mask: np.ndarray             # (image,) bool
 
 
 def read_study(group: zarr.Group, max_bytes: int | None = None) -> StudyArrays | None:
-    """Read a study group whole into numpy (its coordinates first, then each array once).
+    """A study group: its coordinates and small arrays as numpy, its annotations as :class:`StudyRows`.
 
     The coordinates are written last by an append, so cutting the arrays to their lengths gives
     the rows of the last complete append even while another one is under way. None, reading
@@ -85,11 +106,11 @@ def read_study(group: zarr.Group, max_bytes: int | None = None) -> StudyArrays |
         return None
     images, features, raters = (_labels(group, n) for n in ("image", "feature", "rater"))
     n_img, n_feat, n_rat = len(images), len(features), len(raters)
-    ann = np.asarray(annotation[:n_img, :n_feat, :n_rat])
-    n_sp = ann.shape[-1]
+    n_sp = int(annotation.shape[-1])
     area, mask_area = (np.asarray(array(group, n)[:n_img, :n_sp]) for n in ("superpixel_area", "superpixel_mask_area"))
     has_mask = np.asarray(array(group, "has_mask")[:n_img], dtype=bool)
-    return StudyArrays(images, features, raters, ann, area, mask_area, has_mask)
+    rows = StudyRows(annotation, (n_img, n_feat, n_rat, n_sp))
+    return StudyArrays(images, features, raters, rows, area, mask_area, has_mask)
 
 def _ensure(group: zarr.Group) -> None:
     for name in ("image", "feature", "rater"):

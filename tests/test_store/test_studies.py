@@ -83,3 +83,16 @@ def test_repair_cuts_an_interrupted_append_back(tmp_path, monkeypatch):
     repair_study(group)
     assert group["annotation"].shape == (70, 3, 3, 1506) and group["superpixel_area"].shape == (70, 1506)
     xr.testing.assert_identical(xr.open_zarr(str(tmp_path / "s.zarr"), consolidated=False).load(), before)
+
+
+def test_read_study_gives_the_rows_of_the_last_complete_append(tmp_path, monkeypatch):
+    group = _study(tmp_path / "s.zarr", None, monkeypatch)
+    expected = xr.open_zarr(str(tmp_path / "s.zarr"), consolidated=False).load()
+    group["annotation"].resize((75, 3, 4, 1506))  # an append under way: data grown, coordinates not yet
+    group["annotation"][70:] = 1.0
+    study = _studies.read_study(group)
+    assert study.annotation.shape == (70, 3, 3, 1506) and study.image == list(expected["image"].values)
+    blocks = [study.annotation[lo:lo + study.annotation.block] for lo in range(0, 70, study.annotation.block)]
+    np.testing.assert_array_equal(np.concatenate(blocks), expected["annotation"].values)
+    np.testing.assert_array_equal(study.superpixel_area, expected["superpixel_area"].values)
+    assert _studies.read_study(group, max_bytes=1000) is None

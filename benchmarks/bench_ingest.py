@@ -45,6 +45,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -105,6 +106,16 @@ def write_archive(root: Path, sizes: list[tuple[int, int]], part2: bool) -> list
     return dirs
 
 
+def reuse_archive(root: Path, sizes: list[tuple[int, int]], part2: bool) -> list[Path]:
+    """The archive drawn under ``root`` earlier, drawn now if it is not there."""
+    done = root / "complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write_archive(root, sizes, part2)
+        done.touch()
+    return [root / TRAIN, root / MASKS] + ([root / PART2] if part2 else [])
+
+
 def decode_json(data: bytes) -> object:
     return json.loads(data)
 
@@ -126,6 +137,17 @@ def archive_files(dirs: list[Path], n: int, part2: bool) -> list[tuple[Path, obj
         if part2:
             files.append((dirs[2] / f"{image_id}_features.json", decode_json))
     return files
+
+
+def _median(values: object) -> float:
+    return float(statistics.median(values))  # type: ignore[arg-type]
+
+
+def cpu_time(fn: object) -> float:
+    """Process CPU seconds of one call."""
+    t = time.process_time()
+    fn()  # type: ignore[operator]
+    return time.process_time() - t
 
 
 def decode_all(files: list[tuple[Path, object]]) -> None:
@@ -194,52 +216,52 @@ def measure_case(name: str, dirs: list[Path], files: list[tuple[Path, object]], 
     """
     cores = os.cpu_count() or 1
     decode_all(files)  # warm the page cache
-    serial = c.median_time(lambda: decode_all(files), repeat)
-    t = time.process_time()
-    decode_all(files)
-    serial_cpu = time.process_time() - t
     by_kind = {}
     for kind, decoder in (("image", decode_image), ("superpixels", decode_superpixels), ("mask", decode_mask),
                           ("features", decode_json)):
         part = [f for f in files if f[1] is decoder]
         if part:
-            by_kind[kind] = c.timed(lambda p=part: decode_all(p))
+            by_kind[kind] = cpu_time(lambda p=part: decode_all(p))
     images = [(p, pillow_only) for p, d in files if d is not decode_json]
-    pillow = c.median_time(lambda: decode_all(images), repeat)
+    pillow = cpu_time(lambda: decode_all(images))
     with ThreadPoolExecutor(cores) as pool:
         def threaded():
             list(pool.map(lambda f: f[1](f[0].read_bytes()), files))
         threaded_t = c.median_time(threaded, repeat)
-    baseline = serial / cores
-    print(f"serial decode of all {len(files)} files: {serial:.3f} s wall, {serial_cpu:.3f} s CPU  ("
-          + ", ".join(f"{k} {v:.2f} s" for k, v in by_kind.items()) + ")")
-    print(f"  (Pillow's decoding of the image files alone, no arrays: {pillow:.3f} s)")
-    print(f"baseline = serial decode / {cores} cores:       {baseline:.3f} s")
-    print(f"(reference: decode on {cores} threads:          {threaded_t:.3f} s = "
-          f"{threaded_t / baseline:.2f}x baseline)")
 
+    # the baseline and the ingests in turn within each repeat, so load changes fall on all alike
     store_path = tmp / f"store-{name}.zarr"
-    runs, variant_runs = [], defaultdict(list)
+    decodes, runs, variant_runs = [], [], defaultdict(list)
     for _ in range(repeat):
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        decode_all(files)
+        decodes.append((time.perf_counter() - t0, cpu_seconds() - cpu0))
         fresh_zarr_pool()
         runs.append(run_ingest(dirs, store_path))
         for k, settings in enumerate(variants):
             with zarr.config.set(settings):
                 fresh_zarr_pool()
                 variant_runs[k].append(run_ingest(dirs, store_path))
-    wall = sorted(r[0] for r in runs)[len(runs) // 2]
-    cpu = sorted(r[1] for r in runs)[len(runs) // 2]
+    serial, serial_cpu = (_median(d[i] for d in decodes) for i in (0, 1))
+    wall, cpu = (_median(r[i] for r in runs) for i in (0, 1))
+    baseline = serial / cores
+    print(f"serial decode of all {len(files)} files (median of {repeat}): {serial:.3f} s wall, {serial_cpu:.3f} s "
+          "CPU  (CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())
+          + f"; Pillow's own decoding of the image files, no arrays: {pillow:.2f})")
+    print(f"baseline = serial decode / {cores} cores:       {baseline:.3f} s")
+    print(f"(reference: decode on {cores} threads:          {threaded_t:.3f} s = "
+          f"{threaded_t / baseline:.2f}x baseline)")
     ratio = wall / baseline
     print(f"ingest wall time (median of {repeat}):        {wall:.3f} s  "
-          f"(runs: {', '.join(f'{r[0]:.2f}' for r in runs)}; {n / wall:.1f} images/s, {mpx / wall:.1f} Mpx/s)")
+          f"(runs: {', '.join(f'{r[0]:.2f}' for r in runs)}; decodes: {', '.join(f'{d[0]:.2f}' for d in decodes)}; "
+          f"{n / wall:.1f} images/s, {mpx / wall:.1f} Mpx/s)")
     print(f"ingest process CPU time:                  {cpu:.3f} s = {cpu / serial_cpu:.2f}x the serial "
           f"decode CPU; {cpu / wall:.2f} of {cores} cores busy")
     sizes = store_sizes(store_path)
     print(f"store on disk: {sum(sizes.values()) / 1e6:.2f} MB ("
           + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()) + ")")
     for k, settings in enumerate(variants):
-        v_wall = sorted(r[0] for r in variant_runs[k])[repeat // 2]
-        v_cpu = sorted(r[1] for r in variant_runs[k])[repeat // 2]
+        v_wall, v_cpu = (_median(r[i] for r in variant_runs[k]) for i in (0, 1))
         print(f"  with zarr config {settings}: wall {v_wall:.3f} s ({v_wall / wall:.2f}x the plain run; "
               f"ratio {v_wall / baseline:.2f}x), CPU {v_cpu:.3f} s ({v_cpu / cpu:.2f}x)")
     verdict = "meets" if ratio <= GOAL else "MISSES"
@@ -269,6 +291,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="also profile one ingest of each archive")
     ap.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--archives", type=Path, help="a folder to keep the drawn archives in and reuse them from "
+                    "(runs of other checkouts then ingest the same files)")
     args = ap.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
     global WORKERS
@@ -287,7 +311,8 @@ def main(argv=None) -> int:
             mixed = not part2 and not args.quick and args.sizes == "mixed"
             shapes = [MIXED[k % len(MIXED)] if mixed else (768, 1024) for k in range(n)]
             t0 = time.perf_counter()
-            dirs = write_archive(tmp / name, shapes, part2)
+            dirs = write_archive(tmp / name, shapes, part2) if args.archives is None \
+                else reuse_archive(args.archives / f"{name}-{n}-{'mixed' if mixed else '1024x768'}", shapes, part2)
             mpx = sum(h * w for h, w in shapes) / 1e6
             nbytes = sum(p.stat().st_size for d in dirs for p in d.iterdir())
             print(f"\n== {name}: {n} images ({'mixed' if mixed else '1024x768'}, {mpx:.1f} megapixels), superpixels"

@@ -83,6 +83,12 @@ def _sums_general(x: NDArray[Any], w: NDArray[Any], threshold: float, inclusive:
     return g[..., :r, :r], g[..., r:, r:], sx, counts
 
 
+KERNEL_IMAGES = 8
+"""Images per pass through the kernel: their indicator maps (~2.5 MB for 4 features x 10 raters x
+1000 superpixels) stay in the CPU's cache between building them and the Gram product; blocks of
+64 images take 2.7x as long (``benchmarks/README.md``, study overlap)."""
+
+
 def pair_measures(
     values: NDArray[Any],
     weights: NDArray[Any],
@@ -118,10 +124,21 @@ def pair_measures(
     ratio cancels), so a map is constant exactly when its variance term is 0; on the float64
     path when it is at most ``1e-12 · N Σx²``.
     """
-    x = np.asarray(values)
+    x, w = np.asarray(values), np.asarray(weights)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
-    w = np.asarray(weights)[:, None, None, :]
+    valid = np.asarray(valid, dtype=bool)
+    out = np.empty((3, *x.shape[:-1], x.shape[-2]))
+    for lo in range(0, x.shape[0], KERNEL_IMAGES):
+        part = slice(lo, lo + KERNEL_IMAGES)
+        out[:, part] = _measures(x[part], w[part], valid[part], threshold, inclusive, same)
+    return out
+
+
+def _measures(x: NDArray[Any], weights: NDArray[Any], valid: NDArray[np.bool_], threshold: float, inclusive: bool,
+              same: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """:func:`pair_measures` of a few images."""
+    w = weights[:, None, None, :]
     on_grid, annotated = _on_grid(x)
     total = np.asarray(weights, dtype=np.float64).sum(axis=-1)[:, None, None]  # (image, 1, 1)
     which = _grid_binary(threshold, inclusive) if on_grid else None
@@ -144,6 +161,6 @@ def pair_measures(
         corr = num / np.sqrt(var[..., :, None] * var[..., None, :])
     corr = np.where(varies[..., :, None] & varies[..., None, :], corr, np.nan)
     both = annotated[..., :, None] & annotated[..., None, :] & ~same
-    pixel_ok = both & np.asarray(valid, dtype=bool)[:, None, None, None]
+    pixel_ok = both & valid[:, None, None, None]
     return np.stack([np.where(pixel_ok, dice, np.nan), np.where(pixel_ok, corr, np.nan),
                      np.where(both, sp_dice, np.nan)])

@@ -164,9 +164,11 @@ def writers(args: argparse.Namespace) -> None:
     with c.workdir("sim-") as tmp:
         store = latency_store(tmp / "one.zarr", args.latency)
         assert ingest(store, tiny_items(0, 1), workers=1, progress=False).ok  # tables created
+        cpu0 = time.process_time()
         one = [c.timed(lambda item=item: process_item(store, item)) for item in tiny_items(1, 9)]
-        single = statistics.median(one)
-        print(f"one image on one writer (process_item, the worker's task): {single * 1e3:.0f} ms")
+        single, item_cpu = statistics.median(one), (time.process_time() - cpu0) / len(one)
+        print(f"one image on one writer (process_item, the worker's task): {single * 1e3:.0f} ms, "
+              f"{item_cpu * 1e3:.1f} ms CPU")
         store = latency_store(tmp / "many.zarr", args.latency)
         assert ingest(store, tiny_items(0, 1), workers=1, progress=False).ok
         timed = Timed(store)
@@ -177,10 +179,12 @@ def writers(args: argparse.Namespace) -> None:
         assert report.ok, report.failed[:3]
         rows = len(open_store(tmp / "many.zarr").metadata_frame())
         assert rows == args.items + 1, rows
-        print(f"ingest: {wall:.1f} s = {args.items / wall:.0f} images/s (ideal for the writers alone "
-              f"{args.workers / single:.0f}/s: ratio {args.items / wall / (args.workers / single):.2f}); "
-              f"process CPU {cpu:.1f} s = {cpu / wall:.2f} CPUs busy")
-        print(f"submitting process inside append_tables: {timed.calls} calls, {timed.seconds:.1f} s "
+        ideal = min(args.workers / single, 1 / item_cpu)
+        print(f"ingest: {wall:.1f} s = {args.items / wall:.0f} images/s; the writers alone: "
+              f"{args.workers / single:.0f}/s "
+              f"by latency, {1 / item_cpu:.0f}/s by one CPU's worth of Python; ratio to the lower "
+              f"{args.items / wall / ideal:.2f}; process CPU {cpu:.1f} s = {cpu / wall:.2f} CPUs busy")
+        print(f"inside append_tables (whichever thread calls it): {timed.calls} calls, {timed.seconds:.1f} s "
               f"({timed.seconds / wall:.0%} of the wall time); {rows} rows in the table")
 
 

@@ -64,9 +64,11 @@ class _Pending:
     An append rewrites the last chunk of every column one request after another: on a
     bucket that is seconds (~180 requests for a 30-field record), during which the
     submitting process would collect no results and the workers would run dry. So each
-    batch is handed to one background thread and the loop goes on; a batch waits only for
-    the append before it (at most one append in flight, in order). :meth:`close` appends
-    the rest and waits; an append's error is raised at the next flush or at close.
+    batch is handed to one background thread and the loop goes on. One append is in flight
+    at a time; rows that come meanwhile wait for the next, which is then larger (an append
+    costs about the same whatever its size), so the loop never waits for the tables.
+    :meth:`close` appends the rest and waits; an append's error is raised at the next
+    flush or at close.
     """
 
     def __init__(self, store: Store, batch_size: int, table_batch: int, table_seconds: float) -> None:
@@ -95,11 +97,11 @@ class _Pending:
         batch_size, table_batch, table_seconds = self.limits
         waiting = len(self.records) + len(self.series_records)
         table = waiting >= table_batch or bool(waiting and time.monotonic() - self.last_table > table_seconds)
-        if table or self.n_rows >= batch_size:
+        if (table or self.n_rows >= batch_size) and not (self.appending and not self.appending.done()):
             self.flush(table)
 
     def flush(self, table: bool = True) -> None:
-        """Hand the waiting rows to the background append (after the one in flight has finished)."""
+        """Hand the waiting rows to the background append (once the one in flight has finished)."""
         if not self.rows and not (table and (self.records or self.series_records)):
             return
         self.wait()

@@ -63,8 +63,8 @@ def write_arrays(store: Any, group: str, variables: Mapping[str, tuple[tuple[str
             kind = values.dtype.kind
             fill: Any = "" if kind == "U" else np.nan if kind == "f" else False if kind == "b" else 0
             arr = await root.create_array(name, shape=values.shape, dtype=str if kind == "U" else values.dtype,
-                                          fill_value=fill, compressors=compressors(), dimension_names=dims,
-                                          attributes=dict(var_attrs))
+                                          chunks=_chunks(values), fill_value=fill, compressors=compressors(),
+                                          dimension_names=dims, attributes=dict(var_attrs))
             if values.size:
                 await arr.setitem(..., values)
 
@@ -72,3 +72,15 @@ def write_arrays(store: Any, group: str, variables: Mapping[str, tuple[tuple[str
 
     sync(write_all())
     return group
+
+
+CHUNK_BYTES = 16 * 2**20
+"""Largest chunk :func:`write_arrays` writes (whole rows along the first dimension)."""
+
+
+def _chunks(values: Any) -> tuple[int, ...]:
+    """Whole arrays up to :data:`CHUNK_BYTES`, else as many whole rows of the first dimension as fit."""
+    if values.ndim == 0 or values.dtype.kind == "U":
+        return tuple(max(1, n) for n in values.shape)
+    row = max(1, values[:1].nbytes)
+    return (max(1, min(values.shape[0], CHUNK_BYTES // row)), *(max(1, n) for n in values.shape[1:]))

@@ -20,7 +20,9 @@ Two modes:
   group, printing), best and median of ``--repeat``, on a store made by the real ingest
   (``archivestore.ingest`` of images, superpixels, masks and every rater's annotations; kept in
   ``benchmarks/_work/`` and reused by later runs). Also ``python -c pass`` and the imports
-  the command pays, for scale.
+  the command pays, for scale;
+* ``--layouts``: the ingested study's annotation read whole with other chunks and codecs (and
+  as uint8 codes, the denser encoding considered), and the kernel's images per pass.
 
 isicarchive runs in its own environment (``isicarchive_env.py``). Its maps are painted
 before the clock starts (favouring it); only the two calls per ordered rater pair are
@@ -31,6 +33,7 @@ Run::
 
     .venv/bin/python benchmarks/bench_overlap.py [--images 256] [--size 767 1022]
     .venv/bin/python benchmarks/bench_overlap.py --cli --images 1000 --raters 10
+    .venv/bin/python benchmarks/bench_overlap.py --layouts --images 1000 --raters 10
 
 Goals: issue 3, at least 1000x isicarchive's rater pairs per second (in process); issue 11,
 at least 3000x for the whole ``--cli`` call on 1000 images x 4 features x 10 raters.
@@ -251,6 +254,63 @@ def cli_mode(args: argparse.Namespace, python: Path, index: np.ndarray, n_pairs:
         raise SystemExit("results differ from isicarchive by more than 1e-9")
 
 
+def _best(fn, repeat: int) -> tuple[float, float]:
+    """Best wall and CPU time (this process, all threads) of ``fn()``."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        fn()
+        r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+        best = min(best, (wall, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime))
+    return best
+
+
+def layouts_mode(args: argparse.Namespace, python: Path, index: np.ndarray, n_pairs: int) -> None:
+    """How overlap's reading and kernel depend on the study's chunks, codec and encoding, and the kernel's pass size."""
+    import zarr
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    from archivestore.analysis import _overlap_kernel
+    from archivestore.analysis._overlap_arrays import measures_in_memory
+
+    store = ingested_store(index, args.images, args.features, args.raters)
+    values = zarr.open_group(store / "studies" / "bench", mode="r")["annotation"][...]
+    codes = np.where(np.isnan(values), 255, values * 2).astype(np.uint8)
+    zstd, lz4 = ZstdCodec(level=3), BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+    candidates = [
+        ("(16, 8, 8, 2048) Zstd 3 (older studies)", (16, 8, 8, 2048), zstd, values),
+        ("(64, 4, 4, 1024) Zstd 3", (64, 4, 4, 1024), zstd, values),
+        ("(64, 4, 4, 1024) Blosc LZ4 bitshuffle (layout)", (64, 4, 4, 1024), lz4, values),
+        ("(64, 4, 4, 1024) Blosc Zstd 1 bitshuffle", (64, 4, 4, 1024),
+         BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"), values),
+        ("(64, 8, 16, 1024) Blosc LZ4 bitshuffle", (64, 8, 16, 1024), lz4, values),
+        ("(128, 4, 4, 1024) Blosc LZ4 bitshuffle", (128, 4, 4, 1024), lz4, values),
+        ("uint8 codes (64, 4, 4, 1024) Zstd 3", (64, 4, 4, 1024), zstd, codes),
+    ]
+    print(f"annotation {values.shape} float32, {values.nbytes / 1e6:.0f} MB; read whole, best of {args.repeat}")
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        group = zarr.open_group(Path(tmp) / "layouts.zarr", mode="w")
+        for k, (name, chunks, codec, data) in enumerate(candidates):
+            arr = group.create_array(f"a{k}", shape=data.shape, chunks=chunks, dtype=data.dtype, compressors=(codec,),
+                                     fill_value=255 if data.dtype == np.uint8 else np.nan)
+            arr[...] = data
+            wall, cpu = _best(lambda arr=arr: arr[...], args.repeat)
+            size = sum(f.stat().st_size for f in (Path(tmp) / "layouts.zarr" / f"a{k}").rglob("*") if f.is_file())
+            padding = np.prod([-(-n // c) * c for n, c in zip(data.shape, chunks, strict=True)]) / data.size
+            print(f"  {name:48s} {size / 1e6:6.2f} MB  padding {padding:4.2f}x  "
+                  f"read {wall:.3f} s wall, {cpu:.3f} s CPU")
+    weights = zarr.open_group(store / "studies" / "bench", mode="r")["superpixel_area"][...]
+    valid = np.ones(len(values), dtype=bool)
+    default = _overlap_kernel.KERNEL_IMAGES
+    print("kernel on the study in memory, one block (one thread):")
+    for per_pass in (4, 8, 16, 32, 64):
+        _overlap_kernel.KERNEL_IMAGES = per_pass
+        wall, cpu = _best(lambda: measures_in_memory(values, weights, valid, threshold=0.0, inclusive=False,
+                                                     cross_features=False, images_per_task=len(values)), args.repeat)
+        print(f"  {per_pass:3d} images per pass: {wall:.3f} s wall, {cpu:.3f} s CPU")
+    _overlap_kernel.KERNEL_IMAGES = default
+
+
 def in_process_mode(args: argparse.Namespace, python: Path, index: np.ndarray, n_pairs: int) -> None:
     """overlap() on the study read lazily from a store (dask) and in memory (numpy), against isicarchive."""
     import dask
@@ -303,8 +363,11 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="archivestore runs (best is kept)")
     parser.add_argument("--scheduler", default="threads",
                         help="dask scheduler for the lazy study in process (threads, processes, sync)")
-    parser.add_argument("--cli", action="store_true",
-                        help="time the whole `archivestore overlap` command on a store made by the real ingest")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cli", action="store_true",
+                      help="time the whole `archivestore overlap` command on a store made by the real ingest")
+    mode.add_argument("--layouts", action="store_true",
+                      help="reading the ingested study with other chunks, codecs, a uint8 encoding; kernel pass sizes")
     args = parser.parse_args(argv)
 
     python = ensure_env()
@@ -315,7 +378,8 @@ def main(argv=None) -> None:
     print(f"study: {args.images} images of {index.shape[0]}x{index.shape[1]} pixels, "
           f"{int(index.max()) + 1} superpixels, "
           f"{args.features} features, {args.raters} raters: {n_pairs} ordered rater pairs; {os.cpu_count()} CPUs")
-    (cli_mode if args.cli else in_process_mode)(args, python, index, n_pairs)
+    run = cli_mode if args.cli else layouts_mode if args.layouts else in_process_mode
+    run(args, python, index, n_pairs)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import multiprocessing as mp
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +191,47 @@ def writers(args: argparse.Namespace) -> None:
               f"({timed.seconds / wall:.0%} of the wall time); {rows} rows in the table")
 
 
+@contextlib.contextmanager
+def separate_cluster(threads: int) -> Iterator[str]:
+    """A dask scheduler and two workers of ``threads // 2`` threads, each its own process (as on a real cluster,
+    where the scheduler's CPU is not the submitting process's); yields the scheduler's address."""
+    bin_dir = Path(sys.executable).parent
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stderr=subprocess.DEVNULL)]
+    time.sleep(3)
+    procs += [subprocess.Popen([bin_dir / "dask", "worker", address, "--nthreads", str(threads // 2),
+                                "--no-dashboard", "--no-nanny"], stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def cluster(args: argparse.Namespace) -> None:
+    """The submitting process's own CPU per image, with the scheduler and the workers in other processes."""
+    from distributed import Client
+
+    print(f"{args.items} images of 64x64; a dask scheduler and 2 workers x {args.threads // 2} threads in their "
+          f"own processes ({2 * args.threads} pending tasks); one store on local disk")
+    with c.workdir("sim-") as tmp, separate_cluster(args.threads) as address, Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+        path = tmp / "cluster.zarr"
+        assert ingest(open_store(path, mode="a"), tiny_items(10**6, 1), progress=False).ok
+        store = open_store(path, mode="a")
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        report = ingest(store, tiny_items(0, args.items), client=client, progress=args.progress)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert report.ok, report.failed[:3]
+    print(f"ingest: {wall:.1f} s = {args.items / wall:.0f} images/s; submitting process CPU {cpu:.1f} s = "
+          f"{cpu / args.items * 1e3:.2f} ms per image (ceiling of one submitter: {args.items / cpu:.0f} images/s)")
+
+
 def _submitter(args: tuple[str, int, int, int, float]) -> dict[str, float]:
     path, k, items, table_batch, wait_seconds = args
     waits: list[float] = []
@@ -242,13 +286,17 @@ def main() -> None:
     w.add_argument("--latency", type=float, default=0.03)
     w.add_argument("--items", type=int, default=8192)
     w.add_argument("--table-batch", type=int, default=4096)
+    d = sub.add_parser("cluster")
+    d.add_argument("--items", type=int, default=2000)
+    d.add_argument("--threads", type=int, default=100)
+    d.add_argument("--progress", action="store_true")
     s = sub.add_parser("submitters")
     s.add_argument("--submitters", type=int, default=8)
     s.add_argument("--items", type=int, default=400)
     s.add_argument("--table-batch", type=int, default=16)
     args = ap.parse_args()
     print(c.machine())
-    writers(args) if args.what == "writers" else submitters(args)
+    {"writers": writers, "cluster": cluster, "submitters": submitters}[args.what](args)
     print(c.load_note())
 
 

@@ -9,6 +9,7 @@ values). The README's "store layout" section is the contract.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from archivestore.layout import ROW_CHUNK, compressors
 from archivestore.store._groups import array
@@ -179,13 +181,14 @@ class TableIndex:
         self.ids: set[str] = set()
         self.n = 0
 
-    def refresh(self, group: zarr.Group) -> TableIndex:
+    def refresh(self, group: zarr.Group, members: Mapping[str, zarr.Array] | None = None) -> TableIndex:
         row = _row(group)
-        n = array(group, row).shape[0] if row in group else 0
+        ids = members.get(row) if members is not None else (array(group, row) if row in group else None)
+        n = ids.shape[0] if ids is not None else 0
         if n < self.n:
             self.ids, self.n = set(), 0
-        if n > self.n:
-            self.ids.update(str(v) for v in np.asarray(array(group, row)[self.n:n]))
+        if ids is not None and n > self.n:
+            self.ids.update(str(v) for v in np.asarray(ids[self.n:n]))
             self.n = n
         return self
 
@@ -196,11 +199,11 @@ class TableIndex:
 class _Columns:
     """The table's columns by name, their key paths, and the fields a batch of rows adds."""
 
-    def __init__(self, group: zarr.Group, row_dim: str) -> None:
+    def __init__(self, group: zarr.Group, row_dim: str, members: Mapping[str, zarr.Array]) -> None:
         self.group = group
         self.reserved = (row_dim, "field", "field_state")
-        self.fields = [str(v) for v in np.asarray(array(group, "field")[:])]
-        self.arrays = {name: array(group, name) for name in self.fields}
+        self.fields = [str(v) for v in np.asarray(members["field"][:])]
+        self.arrays = {name: members[name] for name in self.fields}
         self.paths = {name: _path_of(arr) for name, arr in self.arrays.items()}
         self.by_path = {p: n for n, p in self.paths.items()}
         self.new_fields: list[str] = []
@@ -245,7 +248,7 @@ class _Columns:
 
 
 def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None,
-                *, row: str = "image") -> int:
+                *, row: str = "image", members: Mapping[str, zarr.Array] | None = None) -> int:
     """Append one row per ``{id: record}`` not yet in the table; return rows added.
 
     New fields become new variables (absent in earlier rows); a variable whose type
@@ -253,46 +256,63 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     anything mixed → ``json``). The row coordinate (``row``, the dimension a new
     table gets) is written last, so a reader never sees rows whose values are not
     written yet. Pass the same ``index`` to successive calls to spare re-reading the
-    ids (it is refreshed here).
+    ids (it is refreshed here), and the table's arrays as :func:`repair` returns them
+    to spare reading their metadata again.
     """
     _ensure_table(group, row)
     row_dim = _row(group)
-    index = (index or TableIndex()).refresh(group)
+    if members is None or row_dim not in members:
+        members = dict(group.arrays())  # every column's metadata, fetched concurrently, once
+    index = (index or TableIndex()).refresh(group, members)
     records = {k: v for k, v in records.items() if k not in index}
     if not records:
         return 0
     ids = list(records)
     flat = [flatten(records[i]) for i in ids]
-    n_old = array(group, row_dim).shape[0]
-    columns = _Columns(group, row_dim)
+    ids_arr = members[row_dim]
+    n_old = ids_arr.shape[0]
+    columns = _Columns(group, row_dim, members)
     columns.make_room(flat, n_old)
-    _write_rows(group, columns, flat, n_old)
-    ids_arr = array(group, row_dim)  # the row coordinate last
-    ids_arr.resize((n_old + len(ids),))
+    _write_rows(members, columns, flat, n_old)
+    ids_arr.resize((n_old + len(ids),))  # the row coordinate last
     ids_arr[n_old:] = np.array(ids, dtype=str)
     index.ids.update(ids)
     index.n = n_old + len(ids)
     return len(ids)
 
 
-def _write_rows(group: zarr.Group, columns: _Columns, flat: list[dict[Path, Any]], n_old: int) -> None:
-    """Grow ``field_state`` and every column and write the new rows' values (not the row coordinate)."""
+def _write_rows(members: Mapping[str, zarr.Array], columns: _Columns, flat: list[dict[Path, Any]],
+                n_old: int) -> None:
+    """Grow ``field_state`` and every column and write the new rows' values (not the row coordinate).
+
+    The columns are independent arrays, so they are grown and written all at once: an
+    append costs a few rounds of requests however many fields the records have.
+    """
     n_new = n_old + len(flat)
     states = columns.states(flat)
-    state_arr = array(group, "field_state")
-    state_arr.resize((n_new, len(columns.all_fields)))
-    state_arr[n_old:n_new, :] = states
+    writes: list[tuple[zarr.Array, tuple[int, ...], Any, np.ndarray | None]] = [
+        (members["field_state"], (n_new, len(columns.all_fields)), np.s_[n_old:n_new, :], states)]
     for j, name in enumerate(columns.all_fields):
         arr = columns.arrays[name]
-        arr.resize((n_new,))
-        if (states[:, j] == ABSENT).all():
-            continue  # the fill value already says "missing" (see repair)
-        path = columns.paths[name]
-        arr[n_old:n_new] = _encode(_kind_of(arr), [leaves.get(path) for leaves in flat], states[:, j])
+        # an all-absent column only grows: the fill value already says "missing" (see repair)
+        values = None if (states[:, j] == ABSENT).all() else _encode(
+            _kind_of(arr), [leaves.get(columns.paths[name]) for leaves in flat], states[:, j])
+        writes.append((arr, (n_new,), np.s_[n_old:n_new], values))
+    sync(_grow_and_write_all(writes))
     if columns.new_fields:
-        field_arr = array(group, "field")
+        field_arr = members["field"]
         field_arr.resize((len(columns.all_fields),))
         field_arr[len(columns.fields):] = np.array(columns.new_fields, dtype=str)
+
+
+async def _grow_and_write_all(writes: list[tuple[zarr.Array, tuple[int, ...], Any, np.ndarray | None]]) -> None:
+    await asyncio.gather(*(_grow_and_write(arr, shape, where, values) for arr, shape, where, values in writes))
+
+
+async def _grow_and_write(arr: zarr.Array, shape: tuple[int, ...], where: Any, values: np.ndarray | None) -> None:
+    await arr.async_array.resize(shape)
+    if values is not None:
+        await arr.async_array.setitem(where, values)
 
 
 def _promote(group: zarr.Group, name: str, arr: zarr.Array, old: str, new: str, path: Path) -> zarr.Array:
@@ -322,7 +342,7 @@ def _kind_of(arr: zarr.Array) -> str:
     return str(arr.attrs["value_type"])
 
 
-def repair(group: zarr.Group) -> None:
+def repair(group: zarr.Group) -> dict[str, zarr.Array]:
     """Cut every variable back to the ``image``/``field`` coordinates after an interrupted append.
 
     Rows past the ``image`` coordinate and variables not listed in ``field`` are the
@@ -330,13 +350,15 @@ def repair(group: zarr.Group) -> None:
     Dropped rows are first overwritten with the fill value: zarr keeps the data of a
     chunk that a shrink cuts through, and a later append that grows the array again
     must find "missing" there, not the old values (appends skip untouched variables).
+    Returns the table's arrays as they are after the repair.
     """
     row = _row(group)
-    if row not in group:
-        return
-    n = array(group, row).shape[0]
-    fields = set(str(v) for v in np.asarray(array(group, "field")[:]))
-    for name, arr in list(group.arrays()):
+    members = dict(group.arrays())
+    if row not in members:
+        return members
+    n = members[row].shape[0]
+    fields = set(str(v) for v in np.asarray(members["field"][:]))
+    for name, arr in list(members.items()):
         if name in (row, "field"):
             continue
         want: tuple[int, ...]
@@ -344,6 +366,7 @@ def repair(group: zarr.Group) -> None:
             want = (n, len(fields))
         elif name not in fields:
             del group[name]
+            del members[name]
             continue
         else:
             want = (n,)
@@ -353,3 +376,4 @@ def repair(group: zarr.Group) -> None:
             if len(want) == 2 and arr.shape[1] > want[-1]:
                 arr[:, want[-1]:] = arr.fill_value
             arr.resize(want)
+    return members

@@ -177,8 +177,8 @@ class StoreWriting:
                     (self.layout.SERIES_METADATA, series_records, series_index, "series")):
                 if table_rows:
                     table = self.ensure_group(path)
-                    _metadata.repair(table)
-                    added += _metadata.append_rows(table, table_rows, table_index, row=row)
+                    members = _metadata.repair(table)
+                    added += _metadata.append_rows(table, table_rows, table_index, row=row, members=members)
         return added
 
     def table_index(self, table: str = "metadata") -> _metadata.TableIndex:

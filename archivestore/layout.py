@@ -125,9 +125,9 @@ def study_compressors() -> tuple[BytesBytesCodec, ...]:
     """The codec of a study's ``annotation``: Blosc with LZ4 and bit shuffle.
 
     Its float32 values 0 / 0.5 / 1 / NaN differ in a few bits, which bit shuffle lines up: read
-    1.6x faster than Zstd level 3 (what overlap pays for every study read), 26 % larger
-    (``benchmarks/README.md``, study overlap). Zarr v3 reads it without plugins; studies written
-    with Zstd keep it.
+    1.1-1.7x faster than Zstd level 3 across runs (what overlap pays for every study read), 26 %
+    larger (``benchmarks/README.md``, study overlap). Zarr v3 reads it without plugins; studies
+    written with Zstd keep it.
     """
     from zarr.codecs import BloscCodec
 

@@ -51,7 +51,7 @@ def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
                    help="also every feature of one rater against every feature of the other")
     add_scheduler_option(p)
     p.add_argument("--images-per-task", type=int, default=None,
-                   help="images per task (default: the study's chunks with dask, 32 for a study read whole)")
+                   help="images per task (default: the study's chunks)")
     add_store_options(p)
     p.set_defaults(func=_overlap)
     return p

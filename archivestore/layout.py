@@ -86,10 +86,10 @@ ZSTD_LEVELS = {"image": 2, "superpixels": 1, "mask": 1}
 """Zstd level of each kind of array an image group holds (``compressors(kind)``).
 
 Measured with ``benchmarks/bench_codecs.py`` on JPEG-decoded photographs, superpixel index
-images and masks (``benchmarks/README.md``): level 2 compresses photographs 1.3-1.4x faster
+images and masks (``benchmarks/README.md``): level 2 compresses photographs 1.3-1.7x faster
 than level 3 for 2-8 % more bytes; on superpixels and masks level 1 is as small as level 3
-(feature masks smaller) and faster. Blosc (lz4 or zstd, with or without (bit)shuffle) is
-faster on photographs only at 15-55 % more bytes, and 2-6x larger on superpixels and masks.
+(sparse feature masks 18 % smaller) and about as fast. Blosc (lz4 or zstd, any shuffle) is
+faster on photographs only at 17-79 % more bytes, and 1.1-6x larger on superpixels and masks.
 """
 
 _UNRESERVED = re.compile(r"^[A-Za-z0-9_.\-]+$")

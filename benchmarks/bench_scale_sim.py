@@ -38,7 +38,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,29 +234,156 @@ def cluster(args: argparse.Namespace) -> None:
           f"{cpu / args.items * 1e3:.2f} ms per image (ceiling of one submitter: {args.items / cpu:.0f} images/s)")
 
 
-def _submitter(args: tuple[str, int, int, int, float]) -> dict[str, float]:
-    path, k, items, table_batch, wait_seconds = args
+class ThrottlingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the local S3 server that answers ``503 SlowDown``, as a bucket's
+    prefix does, to write requests (PUT, POST, DELETE) beyond ``put_rate`` per second and reads beyond
+    ``get_rate`` (token buckets holding one second's worth)."""
+
+    def __init__(self, upstream: str, put_rate: float, get_rate: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.target = urlsplit(upstream)
+        self.rates = {"write": put_rate, "read": get_rate}
+        self.tokens = dict(self.rates)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+        self.passed: Counter[str] = Counter()
+        self.throttled: Counter[str] = Counter()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+                pass
+
+            def _any(self) -> None:
+                proxy.forward(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 - http.server's names
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _admit(self, kind: str) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            for k, rate in self.rates.items():
+                self.tokens[k] = min(rate, self.tokens[k] + (now - self.stamp) * rate)
+            self.stamp = now
+            if self.tokens[kind] < 1:
+                self.throttled[kind] += 1
+                return False
+            self.tokens[kind] -= 1
+            self.passed[kind] += 1
+            return True
+
+    def forward(self, handler: Any) -> None:
+        import http.client
+
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        if not self._admit("read" if handler.command in ("GET", "HEAD") else "write"):
+            msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            handler.send_response(503)
+            handler.send_header("Content-Length", str(len(msg)))
+            handler.end_headers()
+            handler.wfile.write(msg)
+            return
+        conn = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=60)
+        hop = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host"}
+        conn.request(handler.command, handler.path, body=body,
+                     headers={k: v for k, v in handler.headers.items() if k.lower() not in hop})
+        resp = conn.getresponse()
+        data = resp.read()
+        handler.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in hop and k.lower() != "content-length":
+                handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+        conn.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def throttle(args: argparse.Namespace) -> None:
+    """Ingest into a bucket whose request rate is capped: does every image get in, at what rate."""
+    import os
+
+    import s3fs
+    from bench_cluster import s3_server
+
+    server = s3_server()
+    proxy = ThrottlingProxy(os.environ["AWS_ENDPOINT_URL"], args.put_rate, args.get_rate)
+    os.environ["AWS_ENDPOINT_URL"] = proxy.url
+    s3fs.S3FileSystem.clear_instance_cache()
+    print(f"{args.workers} writer threads, {args.items} images of 64x64 into the local S3 server behind a proxy "
+          f"that answers 503 SlowDown beyond {args.put_rate:.0f} writes/s and {args.get_rate:.0f} reads/s; "
+          f"botocore retries: {args.retry_mode or 'default'}{f' x {args.max_attempts}' if args.retry_mode else ''}")
+    try:
+        name = f"throttle-{time.time_ns()}"
+        proxy.rates = {"write": 1e9, "read": 1e9}
+        s3fs.S3FileSystem().mkdir(name)
+        options = {"config_kwargs": {"retries": {"mode": args.retry_mode, "max_attempts": args.max_attempts}}} \
+            if args.retry_mode else None
+        store = open_store(f"s3://{name}/t.zarr", mode="a", storage_options=options)
+        assert ingest(store, tiny_items(10**6, 1), progress=False).ok
+        proxy.rates = {"write": args.put_rate, "read": args.get_rate}
+        proxy.tokens = dict(proxy.rates)
+        proxy.passed.clear()
+        t0 = time.perf_counter()
+        report = ingest(store, tiny_items(0, args.items), workers=args.workers, progress=False)
+        wall = time.perf_counter() - t0
+        proxy.rates = {"write": 1e9, "read": 1e9}
+        rows = len(open_store(f"s3://{name}/t.zarr").metadata_frame())
+    finally:
+        proxy.close()
+        server.stop()
+    sent = sum(proxy.passed.values()) + sum(proxy.throttled.values())
+    print(f"ingest: {wall:.1f} s = {args.items / wall:.1f} images/s; {len(report.ingested)} ingested, "
+          f"{len(report.failed)} failed ({'; '.join(str(f) for f in report.failed[:2])}); {rows} rows")
+    print(f"requests: {dict(proxy.passed)} passed = {proxy.passed['write'] / wall:.0f} writes/s, "
+          f"{dict(proxy.throttled)} answered SlowDown ({sum(proxy.throttled.values()) / max(sent, 1):.0%} of {sent})")
+
+
+def _submitter(args: tuple[str, int, int, int]) -> dict[str, Any]:
+    """One submitting process: ingest its own images, timing every wait for the ``tables`` lease and every hold."""
+    path, k, items, table_batch = args
     waits: list[float] = []
-    inner = _lock.acquire
+    holds: list[tuple[float, float]] = []  # (taken, given back), time.time()
+    inner, release = _lock.acquire, _lock.Lease.release
 
     def acquire(zstore: Any, name: str, **kw: Any) -> Any:
         t0 = time.perf_counter()
         lease = inner(zstore, name, **kw)
         if name == "tables":
             waits.append(time.perf_counter() - t0)
+            lease.taken = time.time()
         return lease
 
-    _lock.acquire = acquire  # type: ignore[assignment]
+    def give_back(lease: Any) -> None:
+        release(lease)
+        if hasattr(lease, "taken"):
+            holds.append((lease.taken, time.time()))
+
     import archivestore.store._writing as writing
 
     writing.acquire = acquire  # type: ignore[assignment]
+    _lock.Lease.release = give_back  # type: ignore[method-assign]
     store = open_store(path, mode="a")
     t0 = time.perf_counter()
     report = ingest(store, tiny_items(k * items, items), workers=2, progress=False, table_batch=table_batch,
                     batch_size=table_batch)
-    wall = time.perf_counter() - t0
-    return {"ok": float(report.ok), "wall": wall, "appends": len(waits), "wait": sum(waits),
-            "max_wait": max(waits, default=0.0), "failed": len(report.failed)}
+    return {"wall": time.perf_counter() - t0, "appends": len(waits), "wait": sum(waits),
+            "max_wait": max(waits, default=0.0), "failed": len(report.failed), "holds": holds}
 
 
 def submitters(args: argparse.Namespace) -> None:
@@ -265,13 +394,22 @@ def submitters(args: argparse.Namespace) -> None:
         assert ingest(open_store(path, mode="a"), tiny_items(10**6, 1), progress=False).ok
         t0 = time.perf_counter()
         with mp.get_context("spawn").Pool(args.submitters) as pool:
-            results = pool.map(_submitter, [(path, k, args.items, args.table_batch, 600.0)
-                                            for k in range(args.submitters)])
+            t_start = time.time()
+            results = pool.map(_submitter, [(path, k, args.items, args.table_batch) for k in range(args.submitters)])
+            t_end = time.time()
         wall = time.perf_counter() - t0
         rows = len(open_store(path).metadata_frame())
+    holds = sorted(h for r in results for h in r["holds"])
     for k, r in enumerate(results):
         print(f"  submitter {k}: {r['wall']:.1f} s, {r['appends']:.0f} appends, waited {r['wait']:.1f} s "
               f"for the lease (longest {r['max_wait']:.2f} s), {r['failed']:.0f} failed")
+    held = sum(b - a for a, b in holds)
+    gaps = [b[0] - a[1] for a, b in zip(holds, holds[1:], strict=False)]
+    waiting_gaps = [g for g in gaps if g > 0]
+    print(f"lease held {held:.1f} s of {t_end - t_start:.1f} s ({held / (t_end - t_start):.0%}), "
+          f"{len(holds)} holds of {statistics.median(b - a for a, b in holds):.2f} s median; "
+          f"idle between holds: median {statistics.median(waiting_gaps) if waiting_gaps else 0:.2f} s, "
+          f"longest {max(waiting_gaps, default=0):.2f} s")
     total = args.submitters * args.items
     print(f"all: {wall:.1f} s, {total / wall:.0f} images/s; {rows} rows (expected {total + 1}); "
           f"mean wait per append {statistics.mean(r['wait'] / max(r['appends'], 1) for r in results):.2f} s")
@@ -290,13 +428,20 @@ def main() -> None:
     d.add_argument("--items", type=int, default=2000)
     d.add_argument("--threads", type=int, default=100)
     d.add_argument("--progress", action="store_true")
+    t = sub.add_parser("throttle")
+    t.add_argument("--workers", type=int, default=32)
+    t.add_argument("--items", type=int, default=600)
+    t.add_argument("--put-rate", type=float, default=60.0)
+    t.add_argument("--get-rate", type=float, default=100.0)
+    t.add_argument("--retry-mode", choices=["legacy", "standard", "adaptive"], help="botocore's retry mode")
+    t.add_argument("--max-attempts", type=int, default=10, help="botocore's attempts per request (with --retry-mode)")
     s = sub.add_parser("submitters")
     s.add_argument("--submitters", type=int, default=8)
     s.add_argument("--items", type=int, default=400)
     s.add_argument("--table-batch", type=int, default=16)
     args = ap.parse_args()
     print(c.machine())
-    {"writers": writers, "cluster": cluster, "submitters": submitters}[args.what](args)
+    {"writers": writers, "cluster": cluster, "throttle": throttle, "submitters": submitters}[args.what](args)
     print(c.load_note())
 
 

@@ -33,11 +33,15 @@ if TYPE_CHECKING:  # xarray and pandas load with the first Dataset or DataFrame 
 __all__ = ["Store", "open_store"]
 
 
-BUCKET_DEFAULTS = {"s3": {"max_concurrency": 1}}
+BUCKET_DEFAULTS = {"s3": {"max_concurrency": 1,
+                          "config_kwargs": {"retries": {"mode": "adaptive", "max_attempts": 10}}}}
 """fsspec options a store on a bucket gets unless it is opened with others. s3fs splits the
 download of an object into concurrent ranges by default, asking its size first: a HEAD before
 every GET (and a HEAD plus a listing for a missing key). Store objects are chunks of a few MB
-that zarr already reads concurrently, so one GET each is cheaper."""
+that zarr already reads concurrently, so one GET each is cheaper. botocore's adaptive retries
+slow each process down when the bucket answers ``503 SlowDown`` (many workers writing to one
+prefix): with s3fs's default retries alone, 15 % of the images failed at 5x a prefix's rate
+(``benchmarks/scale.md``)."""
 
 
 def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) -> StoreLike:

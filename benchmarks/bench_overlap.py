@@ -27,7 +27,8 @@ Two modes:
 isicarchive runs in its own environment (``isicarchive_env.py``). Its maps are painted
 before the clock starts (favouring it); only the two calls per ordered rater pair are
 timed, on ``--sample`` pairs, and its results for those pairs are checked against
-archivestore's (to 1e-9).
+archivestore's (to 1e-9). With ``--cli`` it runs in three of the rounds and its best rate is kept
+(a load spike on its single thread would otherwise flatter archivestore).
 
 Run::
 
@@ -229,16 +230,22 @@ def cli_mode(args: argparse.Namespace, python: Path, index: np.ndarray, n_pairs:
         "python -c 'import archivestore.store'": [str(exe), "-c", "import archivestore.store"],
         "archivestore overlap STORE --study bench": [*cli, "overlap", str(store), "--study", "bench"],
     }
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-    for _ in range(args.repeat):  # alternating, so load changes fall on all alike
-        for name, cmd in commands.items():
-            times[name].append(_run(cmd))
+    subprocess.run(commands["archivestore overlap STORE --study bench"], check=True, stdout=subprocess.DEVNULL)
     written = xr.open_zarr(store, group="studies/bench/overlap", consolidated=False)
     dice, corr = written["dice"].values, written["correlation"].values
     pairs = sample_pairs(dice, corr, args.sample)
     annotation = xr.open_zarr(store, group="studies/bench", consolidated=False)["annotation"].values
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    refs = []
     with tempfile.TemporaryDirectory() as tmp:
-        ref = isicarchive_rate(python, index, annotation, pairs, Path(tmp))
+        for k in range(args.repeat):  # alternating, so load changes fall on all alike
+            for name, cmd in commands.items():
+                times[name].append(_run(cmd))
+            if k < 3:  # isicarchive's best of three rounds, in between
+                refs.append(isicarchive_rate(python, index, annotation, pairs, Path(tmp)))
+    ref = max(refs, key=lambda r: r["rate"])
+    rates = ", ".join(f"{r['rate']:.1f}" for r in refs)
+    print(f"isicarchive rates of the rounds: {rates} pairs/s (best kept)")
     for name, values in times.items():
         walls, cpus = [w for w, _ in values], [c for _, c in values]
         print(f"{name:45s} wall best {min(walls):6.3f} s  median {statistics.median(walls):6.3f} s;  "

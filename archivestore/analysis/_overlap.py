@@ -187,9 +187,10 @@ def overlap(
         ``dice``, ``correlation``, ``superpixel_dice`` float64 over (image, feature,
         rater, other); ``other`` holds rater names. Lazy (dask, one task per block of
         images) when the study is dask-backed, as ``store.study(name)`` and
-        ``xr.open_zarr`` give it; computed here, on a thread per CPU and without dask,
-        when it is in memory (``store.study(name, chunks=None).load()``, numpy). Rules
-        for missing values and undefined cases: see the module documentation.
+        ``xr.open_zarr`` give it; computed here, on a thread per CPU, when it is in
+        memory (numpy-backed, e.g. ``store.study(name).load()``). Rules for missing
+        values and undefined cases: see the module documentation. Without xarray at all:
+        :func:`~archivestore.analysis.overlap_arrays` of ``store.read_study(name)``.
     """
     ann, weights, valid = _study_inputs(study, within_mask)
     kwargs = {"threshold": float(threshold), "inclusive": bool(inclusive)}

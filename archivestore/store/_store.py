@@ -345,19 +345,12 @@ class Store(StoreWriting):
         """Names of the studies in the store (as the archive gave them)."""
         return self._names(self.layout.STUDIES)
 
-    def study(self, name: str, *, chunks: str | None = "auto") -> xr.Dataset:
-        """``studies/<name>`` as a lazy Dataset (``annotation``, ``superpixel_area``, ...).
-
-        ``chunks=None`` opens it without dask (xarray's lazily indexed arrays; ``.load()``
-        reads each array straight through zarr): the fast way to a study that fits in memory.
-        """
+    def study(self, name: str) -> xr.Dataset:
+        """``studies/<name>`` as a lazy Dataset (``annotation``, ``superpixel_area``, ...);
+        :meth:`read_study` reads it with numpy alone."""
         names = self.studies()
         if name not in names:
             raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}")
-        if chunks is None:
-            import xarray as xr
-
-            return xr.open_zarr(self.zstore, group=self.layout.study(name), consolidated=False, chunks=None)
         return self.open_dataset(self.layout.study(name))
 
     def read_study(self, name: str, *, max_bytes: int | None = None) -> StudyArrays | None:

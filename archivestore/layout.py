@@ -40,7 +40,6 @@ __all__ = [
     "STATE_KEY",
     "STUDY_CHUNKS",
     "ARRAY_CHUNKS",
-    "SHARD_TILES",
     "TILE",
     "VOLUME_CHUNKS",
     "Layout",
@@ -179,21 +178,20 @@ def tile_chunks(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...
     return tuple(out)
 
 
-SHARD_TILES = 4
-"""A pixel array of more than one chunk is sharded: one object holds up to SHARD_TILES x SHARD_TILES
-tiles (and every feature), so an image of up to 16 megapixels is one object per array on a bucket."""
-
-
 def tile_shards(shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[int, ...] | None:
-    """Shards of a pixel array chunked by :func:`tile_chunks`; None when it is a single chunk."""
+    """Shards of a pixel array chunked by :func:`tile_chunks`: every feature (or segment) of a tile in
+    one object; None for arrays without such a dimension, or with one entry along it.
+
+    Attribute masks are read one feature at a time but written, listed and fetched whole, so
+    each tile of all features is one object on a bucket (a zarr v3 shard of one-feature
+    chunks). Image, superpixel and mask tiles are not sharded: zarr 3.1 reads a sharded
+    multi-tile image 1.3-1.9x slower than the same tiles as objects of their own
+    (``benchmarks/README.md``), and those arrays are read far more often than written.
+    """
     chunks = tile_chunks(shape, dims)
-    if all(n <= c for n, c in zip(shape, chunks, strict=True)):
+    if not any(d in ("feature", "segment") and n > 1 for n, d in zip(shape, dims, strict=True)):
         return None
-    out = []
-    for n, c, d in zip(shape, chunks, dims, strict=True):
-        tiles = -(-n // c)
-        out.append(c * min(tiles, SHARD_TILES) if d in ("y", "x") else c * tiles)
-    return tuple(out)
+    return tuple(n if d in ("feature", "segment") else c for n, c, d in zip(shape, chunks, dims, strict=True))
 
 
 ARRAY_CHUNKS = {"t": 1, "channel": 1, "z": 1, "y": TILE, "x": TILE}

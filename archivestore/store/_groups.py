@@ -10,10 +10,9 @@ A group is written in three steps, each one round of requests:
    complete one and opening the group needs one read.
 
 Metadata documents are written directly (no existence checks of the parents: the
-store's top groups exist from its creation), and pixel arrays larger than one tile are
-sharded (:func:`~archivestore.layout.tile_shards`), so an image of up to 16 tiles is one
-object per array: a new image with superpixels, a mask and attribute masks takes about a
-dozen requests.
+store's top groups exist from its creation), and the attribute masks of a tile share one
+object (:func:`~archivestore.layout.tile_shards`): a new one-tile image with superpixels,
+a mask and attribute masks takes 15 requests, its state read and claim included.
 """
 
 from __future__ import annotations
@@ -188,8 +187,8 @@ class GroupWriter:
     def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
                   chunks: tuple[int, ...] | None = None, codecs: tuple[Any, ...] | None = None,
                   **attrs: Any) -> str:
-        """Queue ``data`` as array ``name`` (TILE-sized chunks, sharded past one tile, and the layout's
-        compressors unless ``chunks``/``codecs`` are given); return its checksum."""
+        """Queue ``data`` as array ``name`` (TILE-sized chunks, every feature of a tile in one shard, and the
+        layout's compressors unless ``chunks``/``codecs`` are given); return its checksum."""
         shards = None if chunks else tile_shards(data.shape, dims)
         chunks = chunks or tile_chunks(data.shape, dims)
         self._queue(name, data, _metadata(data, dims, chunks, codecs or compressors(), shards, attrs))

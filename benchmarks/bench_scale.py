@@ -16,7 +16,8 @@ page cache), bytes stored, and the store requests split into the item's own (its
 arrays) and the shared tables' (``metadata``, ``series_metadata``, ``studies``, the
 ``tables`` lease), by operation. Then the cost of one metadata-table append of ``--batch``
 rows as the table grows to ``--rows`` (requests and seconds per append), which the
-projection in ``benchmarks/scale.md`` uses.
+projection uses; and the projection of the three whole archives (``bench_scale_project.py``,
+explained in ``benchmarks/scale.md``).
 
 Run::
 
@@ -45,6 +46,7 @@ import _common as c  # noqa: E402
 import bench_cluster  # noqa: E402
 import bench_dicom_ingest as dicom_bench  # noqa: E402
 import bench_ingest as isic_bench  # noqa: E402
+from bench_scale_project import project  # noqa: E402
 
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.sources import ArrayImage, ArrayItem, ChallengeSource  # noqa: E402
@@ -208,7 +210,7 @@ def measure_s3(name: str, url: str, items: list[Any]) -> dict[str, Any]:
                 count.own, count.tables)
 
 
-def table_appends(path: Path, rows: int, batch: int) -> None:
+def table_appends(path: Path, rows: int, batch: int) -> int:
     """Append ISIC records in ``batch``-row appends until the table has ``rows`` rows; cost per append."""
     store, counting = counting_store(path)
     index = store.table_index()
@@ -224,6 +226,7 @@ def table_appends(path: Path, rows: int, batch: int) -> None:
             print(f"{start:>12} {counting.total():>9} {counting.counts['get']:>5} {counting.counts['set']:>5} "
                   f"{c.fmt_s(dt)}")
     print(f"table on disk: {store_bytes(path / 'metadata') / 1e6:.1f} MB for {rows} rows")
+    return counting.total()
 
 
 def main() -> None:
@@ -237,6 +240,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4096, help="rows per append (ingest's table_batch)")
     ap.add_argument("--skip", default="", help="kinds to skip: isic,ct,idr,table")
     ap.add_argument("--no-s3", action="store_true", help="skip the request counts on the local S3 server")
+    ap.add_argument("--submitter-ms", type=float, default=2.8,
+                    help="the submitting process's CPU per item (bench_scale_sim.py cluster)")
+    ap.add_argument("--s3-n", type=int, default=4, help="items of each kind on the S3 server (the first not counted)")
     args = ap.parse_args()
     if args.quick:
         args.n, args.ct_slices, args.idr_frames, args.rows = 3, 32, 8, 16_384
@@ -257,18 +263,22 @@ def main() -> None:
         runs.append((f"idr0013 t={args.idr_frames}", lambda tmp: idr_items(args.n, args.idr_frames),
                      IDR_SHAPE[0] * IDR_SHAPE[1] * args.idr_frames))
     server = None if args.no_s3 else bench_cluster.s3_server()
+    rows: dict[str, dict[str, Any]] = {}
+    table_requests = 135  # a steady-state append (measured; replaced by this run's figure below)
     try:
         with c.workdir("scale-") as tmp:
             for k, (name, make, pixels) in enumerate(runs):
                 items = make(tmp)
-                measure(name, tmp / f"store{k}.zarr", items, pixels)
+                rows[name] = measure(name, tmp / f"store{k}.zarr", items, pixels)
                 if server is not None:
-                    measure_s3(name, f"s3://{bench_cluster.bucket()}/store{k}.zarr", items)
+                    rows[name]["s3"] = measure_s3(name, f"s3://{bench_cluster.bucket()}/store{k}.zarr",
+                                                  items[:args.s3_n])
             if "table" not in skip:
-                table_appends(tmp / "table.zarr", args.rows, args.batch)
+                table_requests = table_appends(tmp / "table.zarr", args.rows, args.batch)
     finally:
         if server is not None:
             server.stop()
+    project(rows, args.submitter_ms, table_requests, args.batch, args.ct_slices)
     print(f"\n{c.load_note()}; {os.cpu_count()} CPUs")
 
 

@@ -109,7 +109,7 @@ def per_image(requests: list[tuple[str, str]], n: int) -> tuple[float, Counter]:
     return len(under) / n, rest
 
 
-def measure(side: str, proxy: FaultyProxy, images: list, workers: int) -> tuple[float, float]:
+def measure(side: str, proxy: FaultyProxy, images: list, workers: int) -> tuple[float, float, float]:
     """Requests per image and images per second of one side."""
     url = f"s3://bench-requests/{side.replace(' ', '-')}.zarr"
     options = {"endpoint_url": proxy.url}
@@ -125,7 +125,7 @@ def measure(side: str, proxy: FaultyProxy, images: list, workers: int) -> tuple[
     each, rest = per_image(list(proxy.requests), len(images))
     print(f"{side:13s} {each:5.1f} requests under each image's keys, {len(proxy.requests) / len(images):5.1f} "
           f"in all per image (the rest: {dict(rest)}), {rate:5.1f} images/s")
-    return each, rate
+    return each, len(proxy.requests) / len(images), rate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
         s3fs.S3FileSystem(endpoint_url=upstream).mkdir("bench-requests")
         results = {side: measure(side, proxy, images, args.workers) for side in ("plain zarr", "archivestore")}
-    (b_req, b_rate), (a_req, a_rate) = results["plain zarr"], results["archivestore"]
-    print(f"\nrequests per image: {a_req:.1f} vs {b_req:.1f} ({b_req / a_req:.1f}x fewer; goal <= 15: "
-          f"{'met' if a_req <= 15 else 'MISSED'})")
+    (b_req, b_all, b_rate), (a_req, a_all, a_rate) = results["plain zarr"], results["archivestore"]
+    print(f"\nrequests per image: {a_req:.1f} vs {b_req:.1f} under the image's keys, {a_all:.1f} vs {b_all:.1f} in all "
+          f"({b_all / a_all:.1f}x fewer; goal <= 15: {'met' if a_req <= 15 else 'MISSED'})")
     print(f"throughput with {args.latency * 1000:.0f} ms per request: {a_rate:.1f} vs {b_rate:.1f} images/s "
           f"({a_rate / b_rate:.1f}x; goal >= 4 images/s: {'met' if a_rate >= 4 else 'MISSED'})")
     return 0

@@ -1,29 +1,36 @@
-"""Archive scale, simulated: many writers against a slow bucket, and many submitters sharing the ``tables`` lease.
+"""Archive scale, simulated: the submitting process, writers against a slow or throttling bucket, shared leases.
 
-Two simulations of what ``benchmarks/scale.md`` projects would saturate first:
+Four simulations of what ``benchmarks/scale.md`` projects would saturate first:
+
+``cluster``
+    The submitting process's own CPU per image: ``ingest(..., client=...)`` of ``--items`` tiny
+    images with a dask scheduler and two workers (``--threads`` in all) in their own processes.
 
 ``writers``
-    One ingest (one submitting process) with ``--workers`` writer threads (a stand-in for a
-    100-worker dask cluster) into a store on local disk behind :class:`LatencyStore`, which
-    delays every request by ``--latency`` seconds (a bucket's per-request latency; the disk
-    behind it is never the limit). The items are small ISIC-like images (image, superpixels,
-    mask, a 30-field record), so the writers' CPU is small and the requests and the submitting
-    process are what is measured. Printed: images/s, the ideal images/s of the writers alone
-    (``workers`` / the time one item takes on one writer, measured in the same run), and the
-    seconds the submitting process spent inside ``Store.append_tables`` (the metadata-table
-    appends it makes every ``table_batch`` images).
+    One ingest with ``--workers`` writer threads (a stand-in for a 100-worker cluster) into a store
+    on local disk behind :class:`LatencyStore`, which delays every request by ``--latency`` seconds.
+    The items are small ISIC-like images (image, superpixels, mask, a 30-field record), so requests
+    and the submitting process are what is measured. Printed: images/s, what the writers alone could
+    do (by latency, and by one CPU's worth of Python), and the time inside ``Store.append_tables``.
+
+``throttle``
+    ``--workers`` writer threads into the local S3 server (moto) behind :class:`ThrottlingProxy`, which
+    answers ``503 SlowDown`` beyond ``--put-rate`` writes/s and ``--get-rate`` reads/s, as a bucket's
+    prefix does. Printed: images in and failed, requests passed and refused. ``--retry-mode`` sets
+    botocore's retry mode (default: the store's own settings).
 
 ``submitters``
-    ``--submitters`` processes each ingest their own ``--items`` tiny images into one store
-    on local disk (leases by exclusive file creation, as on a bucket by conditional PUT),
-    appending the metadata table every ``--table-batch`` images: the ``tables`` lease is the
-    only thing they share. Printed per process: appends, seconds waiting for the lease, the
-    longest wait; and the lease's busy share of the wall time.
+    ``--submitters`` processes each ingest their own ``--items`` tiny images into one store on local
+    disk, appending every ``--table-batch`` images: the ``tables`` lease is all they share. Printed per
+    process: appends and waits for the lease; and how busy the lease was.
 
 Run::
 
+    .venv/bin/python benchmarks/bench_scale_sim.py cluster [--items 2000] [--threads 100]
     .venv/bin/python benchmarks/bench_scale_sim.py writers [--workers 100] [--latency 0.03] [--items 8192]
         [--table-batch 4096]
+    .venv/bin/python benchmarks/bench_scale_sim.py throttle [--workers 32] [--items 600] [--put-rate 60]
+        [--get-rate 100] [--retry-mode legacy|standard|adaptive] [--max-attempts 10]
     .venv/bin/python benchmarks/bench_scale_sim.py submitters [--submitters 8] [--items 400] [--table-batch 16]
 """
 

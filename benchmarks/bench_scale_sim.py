@@ -4,7 +4,9 @@ Four simulations of what ``benchmarks/scale.md`` projects would saturate first:
 
 ``cluster``
     The submitting process's own CPU per image: ``ingest(..., client=...)`` of ``--items`` tiny
-    images with a dask scheduler and two workers (``--threads`` in all) in their own processes.
+    images with a dask scheduler and two workers (``--threads`` in all) in their own processes. With
+    ``--latency`` the submitting process's own requests (the table appends) are delayed as on a bucket
+    while the workers write to local disk: does the ingest loop stall during an append?
 
 ``writers``
     One ingest with ``--workers`` writer threads (a stand-in for a 100-worker cluster) into a store
@@ -26,7 +28,8 @@ Four simulations of what ``benchmarks/scale.md`` projects would saturate first:
 
 Run::
 
-    .venv/bin/python benchmarks/bench_scale_sim.py cluster [--items 2000] [--threads 100]
+    .venv/bin/python benchmarks/bench_scale_sim.py cluster [--items 2000] [--threads 100] [--latency 0]
+        [--table-batch 4096]
     .venv/bin/python benchmarks/bench_scale_sim.py writers [--workers 100] [--latency 0.03] [--items 8192]
         [--table-batch 4096]
     .venv/bin/python benchmarks/bench_scale_sim.py throttle [--workers 32] [--items 600] [--put-rate 60]
@@ -164,14 +167,16 @@ def cluster(args: argparse.Namespace) -> None:
     from distributed import Client
 
     print(f"{args.items} images of 64x64; a dask scheduler and 2 workers x {args.threads // 2} threads in their "
-          f"own processes ({2 * args.threads} pending tasks); one store on local disk")
+          f"own processes ({2 * args.threads} pending tasks); one store on local disk; the submitting process's "
+          f"requests (the table appends) delayed {args.latency * 1e3:.0f} ms; table_batch {args.table_batch}")
     with c.workdir("sim-") as tmp, separate_cluster(args.threads) as address, Client(address) as client:
         client.wait_for_workers(2, timeout=60)
         path = tmp / "cluster.zarr"
         assert ingest(open_store(path, mode="a"), tiny_items(10**6, 1), progress=False).ok
-        store = open_store(path, mode="a")
+        store = latency_store(path, args.latency) if args.latency else open_store(path, mode="a")
         cpu0, t0 = time.process_time(), time.perf_counter()
-        report = ingest(store, tiny_items(0, args.items), client=client, progress=args.progress)
+        report = ingest(store, tiny_items(0, args.items), client=client, progress=args.progress,
+                        table_batch=args.table_batch)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert report.ok, report.failed[:3]
     print(f"ingest: {wall:.1f} s = {args.items / wall:.0f} images/s; submitting process CPU {cpu:.1f} s = "
@@ -292,6 +297,8 @@ def main() -> None:
     d.add_argument("--items", type=int, default=2000)
     d.add_argument("--threads", type=int, default=100)
     d.add_argument("--progress", action="store_true")
+    d.add_argument("--latency", type=float, default=0.0, help="delay of the submitting process's requests")
+    d.add_argument("--table-batch", type=int, default=4096)
     t = sub.add_parser("throttle")
     t.add_argument("--workers", type=int, default=32)
     t.add_argument("--items", type=int, default=600)

@@ -6,17 +6,18 @@ Not part of archivestore; the benchmarks import it as a sibling module.
 from __future__ import annotations
 
 import asyncio
-import http.client
-import threading
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from zarr.abc.store import ByteRequest
 from zarr.storage import WrapperStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fakes.faulty_proxy import FaultyProxy  # noqa: E402
 
 if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
@@ -79,38 +80,22 @@ class LatencyStore(WrapperStore[Any]):
         return self._listed(self._store.list_dir(prefix))
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(FaultyProxy):
     """An HTTP proxy on 127.0.0.1 in front of the local S3 server that answers ``503 SlowDown``, as a bucket's
     prefix does, to write requests (PUT, POST, DELETE) beyond ``put_rate`` per second and reads beyond
-    ``get_rate`` (token buckets holding one second's worth)."""
+    ``get_rate`` (token buckets holding one second's worth). Serving from the start; :meth:`close` stops it."""
 
     def __init__(self, upstream: str, put_rate: float, get_rate: float) -> None:
-        self.target = urlsplit(upstream)
+        super().__init__(upstream, share=0.0)
         self.rates = {"write": put_rate, "read": get_rate}
         self.tokens = dict(self.rates)
         self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-        self.passed: Counter[str] = Counter()
+        self.passed: Counter[str] = Counter()  # type: ignore[assignment]
         self.throttled: Counter[str] = Counter()
-        proxy = self
+        self.thread.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-                pass
-
-            def _any(self) -> None:
-                proxy.forward(self)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 - http.server's names
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _admit(self, kind: str) -> bool:
+    def refuse(self, command: str) -> bytes | None:
+        kind = "read" if command in ("GET", "HEAD") else "write"
         with self.lock:
             now = time.monotonic()
             for k, rate in self.rates.items():
@@ -118,37 +103,10 @@ class ThrottlingProxy:
             self.stamp = now
             if self.tokens[kind] < 1:
                 self.throttled[kind] += 1
-                return False
+                return b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
             self.tokens[kind] -= 1
             self.passed[kind] += 1
-            return True
-
-    def forward(self, handler: Any) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        if not self._admit("read" if handler.command in ("GET", "HEAD") else "write"):
-            msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-            handler.send_response(503)
-            handler.send_header("Content-Length", str(len(msg)))
-            handler.end_headers()
-            handler.wfile.write(msg)
-            return
-        conn = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=60)
-        hop = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host"}
-        conn.request(handler.command, handler.path, body=body,
-                     headers={k: v for k, v in handler.headers.items() if k.lower() not in hop})
-        resp = conn.getresponse()
-        data = resp.read()
-        handler.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in hop and k.lower() != "content-length":
-                handler.send_header(k, v)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(data)
-        conn.close()
+            return None
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.__exit__()

@@ -42,36 +42,7 @@ class FaultyProxy:
                 pass
 
             def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with proxy.lock:
-                    fail = proxy.rng.random() < proxy.share
-                    proxy.failed += fail
-                    proxy.passed += not fail
-                    proxy.requests.append((self.command, self.path))
-                if fail:
-                    msg = b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>"
-                    self.send_response(503)
-                    self.send_header("Content-Length", str(len(msg)))
-                    self.end_headers()
-                    self.wfile.write(msg)
-                    return
-                if proxy.delay:
-                    time.sleep(proxy.delay)
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in _HOP and k.lower() != "content-length":
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
+                proxy.forward(self)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 - http.server's names
 
@@ -79,6 +50,44 @@ class FaultyProxy:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def refuse(self, command: str) -> bytes | None:
+        """The error message to answer ``command`` with instead of passing it on, or None to pass it."""
+        with self.lock:
+            fail = self.rng.random() < self.share
+            self.failed += fail
+            self.passed += not fail
+        return b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>" if fail else None
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one request: refused with ``503`` (see :meth:`refuse`) or passed upstream after ``delay``."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests.append((handler.command, handler.path))
+        msg = self.refuse(handler.command)
+        if msg is not None:
+            handler.send_response(503)
+            handler.send_header("Content-Length", str(len(msg)))
+            handler.end_headers()
+            handler.wfile.write(msg)
+            return
+        if self.delay:
+            time.sleep(self.delay)
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        conn.request(handler.command, handler.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        handler.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in _HOP and k.lower() != "content-length":
+                handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+        conn.close()
 
     def __enter__(self) -> FaultyProxy:
         self.thread.start()

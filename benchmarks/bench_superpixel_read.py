@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
 from archivestore import ingest, open_store  # noqa: E402
-from archivestore.imaging import decode_superpixels, encode_superpixels_rgb  # noqa: E402
+from archivestore.imaging import decode_superpixels, encode_superpixels_rgb, superpixel_dtype  # noqa: E402
 from archivestore.sources import Item  # noqa: E402
 from archivestore.testing.sample import jpeg, voronoi_superpixels  # noqa: E402
 
@@ -56,7 +56,8 @@ def floor() -> None:
     """What one read costs at least at 1022x767: zarr's round trip, and decoding with each codec."""
     from numcodecs import Blosc, Zstd
 
-    sp = voronoi_superpixels(np.random.default_rng(2016), 767, 1022, 24).astype(np.int32)
+    sp = voronoi_superpixels(np.random.default_rng(2016), 767, 1022, 24)
+    sp = sp.astype(superpixel_dtype(int(sp.max())))  # the dtype the store keeps (uint16 here)
 
     def best(fn, n=40):
         fn()
@@ -67,7 +68,7 @@ def floor() -> None:
             times.append(time.perf_counter() - t0)
         return min(times) * 1e3
 
-    tiny = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), dtype="int32", chunks=(4, 4))
+    tiny = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), dtype=sp.dtype, chunks=(4, 4))
     tiny[...] = 1
     print(f"zarr read of a 4x4 array: {best(lambda: tiny[...]):.2f} ms")
     for name, codec in (("Zstd 1", Zstd(1)), ("Blosc LZ4, no shuffle", Blosc("lz4", 5, Blosc.NOSHUFFLE)),

@@ -105,7 +105,7 @@ def compressors(kind: str | None = None) -> tuple[BytesBytesCodec, ...]:
 
     if kind is not None and kind not in ZSTD_LEVELS:
         raise InvalidInputError(f"no codec for array kind {kind!r}; kinds: {', '.join(ZSTD_LEVELS)}")
-    return (ZstdCodec(level=ZSTD_LEVELS.get(kind, ZSTD_LEVEL) if kind else ZSTD_LEVEL),)
+    return (ZstdCodec(level=ZSTD_LEVELS[kind] if kind is not None else ZSTD_LEVEL),)
 
 
 def volume_compressors() -> tuple[BytesBytesCodec, ...]:

@@ -83,7 +83,6 @@ def _overlap(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _overlap_in_memory(store: Any, name: str, study: Any, options: dict[str, Any]) -> tuple[str, OverlapArrays]:
     """Overlap of a study read whole, with numpy on threads; the group path and the result."""
     from archivestore.analysis import overlap_arrays, write_overlap_arrays
@@ -100,6 +99,7 @@ def _overlap_with_dask(store: Any, name: str, options: dict[str, Any]) -> tuple[
 
     group = write_overlap(store, name, overlap(store.study(name), **options))
     return group, xr.open_zarr(store.zstore, group=group, consolidated=False, chunks=None)
+
 
 def _segmentation_overlap(args: argparse.Namespace, store: Any) -> int:
     from archivestore.analysis import segmentation_overlap, segmentation_overlap_summary, write_segmentation_overlap

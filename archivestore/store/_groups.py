@@ -35,7 +35,7 @@ from zarr.dtype import parse_data_type
 from zarr.storage import StorePath, WrapperStore
 
 from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
-from archivestore.store._lock import _create_exclusive as create_exclusive
+from archivestore.store._lock import create_exclusive, parse_doc, read_doc
 
 __all__ = ["GroupWriter", "array", "checksum", "read_group_doc", "read_if_complete", "read_state"]
 
@@ -71,14 +71,7 @@ def checksum(data: np.ndarray) -> str:
 
 def read_group_doc(zstore: Any, path: str) -> dict[str, Any] | None:
     """The ``zarr.json`` of the group at ``path`` as a dict; None if absent, ``{}`` if unreadable (one GET)."""
-    buf = sync(zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
-    if buf is None:
-        return None
-    try:
-        doc = json.loads(buf.to_bytes())
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return read_doc(zstore, f"{path}/zarr.json")
 
 
 def read_state(zstore: Any, path: str) -> dict[str, Any] | None:
@@ -111,11 +104,7 @@ def read_if_complete(zstore: Any, path: str, name: str) -> tuple[bool, np.ndarra
 
 
 async def _read_if_complete(zstore: Any, path: str, name: str) -> tuple[bool, np.ndarray | None]:
-    buf = await zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype())
-    try:
-        doc = json.loads(buf.to_bytes()) if buf is not None else {}
-    except ValueError:
-        doc = {}
+    doc = parse_doc(await zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype())) or {}
     if not (doc.get("attributes") or {}).get(STATE_KEY, {}).get("complete"):
         return False, None
     inline = (doc.get("consolidated_metadata") or {}).get("metadata") or {}

@@ -28,7 +28,8 @@ from zarr.core.sync import sync
 from archivestore.errors import LeaseTimeout
 from archivestore.layout import LAYOUT
 
-__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire", "holder"]
+__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire", "create_exclusive", "holder", "is_stale", "parse_doc",
+           "read_doc"]
 
 LEASE_SECONDS = 300.0
 """How long a writer's claim on an item (or on the shared tables) lasts if it dies."""
@@ -44,7 +45,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up (only if we still hold it)."""
-        doc = _read(self.zstore, self.key)
+        doc = read_doc(self.zstore, self.key)
         if doc is not None and doc.get("attributes", {}).get("token") == self.token:
             sync(self.zstore.delete(self.key))
 
@@ -66,17 +67,23 @@ def _doc(token: str, lease_seconds: float) -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}).encode()
 
 
-def _read(zstore: Any, key: str) -> dict[str, Any] | None:
-    buf = sync(zstore.get(key, prototype=default_buffer_prototype()))
+def parse_doc(buf: Any) -> dict[str, Any] | None:
+    """A JSON document (a ``zarr.json``) from the bytes a store returned: None if absent, ``{}`` if unreadable."""
     if buf is None:
         return None
     try:
-        return json.loads(buf.to_bytes())
+        doc = json.loads(buf.to_bytes())
     except ValueError:
         return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _create_exclusive(zstore: Any, key: str, data: bytes) -> bool:
+def read_doc(zstore: Any, key: str) -> dict[str, Any] | None:
+    """The JSON document at ``key`` (one GET); see :func:`parse_doc`."""
+    return parse_doc(sync(zstore.get(key, prototype=default_buffer_prototype())))
+
+
+def create_exclusive(zstore: Any, key: str, data: bytes) -> bool:
     """Write ``key`` only if it does not exist; True if this call created it."""
     if isinstance(zstore, zarr.storage.LocalStore):
         path = os.path.join(str(zstore.root), key)
@@ -97,10 +104,11 @@ def _create_exclusive(zstore: Any, key: str, data: bytes) -> bool:
         return False
     buf = default_buffer_prototype().buffer.from_bytes(data)
     sync(zstore.set(key, buf))
-    return _read(zstore, key) == json.loads(data)
+    return read_doc(zstore, key) == json.loads(data)
 
 
-def _stale(attrs: dict[str, Any]) -> bool:
+def is_stale(attrs: dict[str, Any]) -> bool:
+    """Whether a holder's claim (see :func:`holder`) has expired or its process on this host is gone."""
     if not attrs or attrs.get("expires", 0) < time.time():
         return True
     if attrs.get("host") == HOST and attrs.get("pid") != os.getpid():
@@ -129,14 +137,14 @@ def acquire(zstore: Any, name: str, *, lease_seconds: float = LEASE_SECONDS, wai
     while True:
         if time.monotonic() > deadline:
             raise LeaseTimeout(f"could not take {name} within {wait_seconds:.0f} s")
-        if _create_exclusive(zstore, key, _doc(token, lease_seconds)):
+        if create_exclusive(zstore, key, _doc(token, lease_seconds)):
             return Lease(zstore, key, token)
-        doc = _read(zstore, key)
+        doc = read_doc(zstore, key)
         if doc is None:
             continue  # released between our create and our read: try again at once
         attrs = doc.get("attributes", {})
-        if _stale(attrs):
-            again = _read(zstore, key)
+        if is_stale(attrs):
+            again = read_doc(zstore, key)
             if again == doc:  # still the same stale holder: break it
                 sync(zstore.delete(key))
             continue

@@ -40,7 +40,7 @@ download of an object into concurrent ranges by default, asking its size first: 
 every GET (and a HEAD plus a listing for a missing key). Store objects are chunks of a few MB
 that zarr already reads concurrently, so one GET each is cheaper. botocore's adaptive retries
 slow each process down when the bucket answers ``503 SlowDown`` (many workers writing to one
-prefix): with s3fs's default retries alone, 15 % of the images failed at 5x a prefix's rate
+prefix): with s3fs's default retries alone, up to 15 % of the images failed at 5x a prefix's rate
 (``benchmarks/scale.md``)."""
 
 
@@ -348,9 +348,8 @@ class Store(StoreWriting):
     def study(self, name: str) -> xr.Dataset:
         """``studies/<name>`` as a lazy Dataset (``annotation``, ``superpixel_area``, ...);
         :meth:`read_study` reads it with numpy alone."""
-        names = self.studies()
-        if name not in names:
-            raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}")
+        if name not in self.studies():
+            raise self._no_study(name)
         return self.open_dataset(self.layout.study(name))
 
     def read_study(self, name: str, *, max_bytes: int | None = None) -> StudyArrays | None:
@@ -365,10 +364,12 @@ class Store(StoreWriting):
         try:
             group = self.root[self.layout.study(name)]
         except KeyError:
-            names = self.studies()
-            raise NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}"
-                                ) from None
+            raise self._no_study(name) from None
         return read_study(group, max_bytes)  # type: ignore[arg-type]
+
+    def _no_study(self, name: str) -> NotFoundError:
+        names = self.studies()
+        return NotFoundError(f"no study {name!r} in {self.url}; studies: {', '.join(map(repr, names)) or 'none'}")
 
     # -- summary ----------------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:

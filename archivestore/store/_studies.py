@@ -55,7 +55,6 @@ class StudyRow:
     mask_area: np.ndarray | None   # uint32 per superpixel, None without a mask
 
 
-
 @dataclass(frozen=True)
 class StudyRows:
     """A study's annotations read a block of images at a time: ``rows[lo:hi]`` is numpy.
@@ -111,6 +110,7 @@ def read_study(group: zarr.Group, max_bytes: int | None = None) -> StudyArrays |
     has_mask = np.asarray(array(group, "has_mask")[:n_img], dtype=bool)
     rows = StudyRows(annotation, (n_img, n_feat, n_rat, n_sp))
     return StudyArrays(images, features, raters, rows, area, mask_area, has_mask)
+
 
 def _ensure(group: zarr.Group) -> None:
     for name in ("image", "feature", "rater"):

@@ -22,8 +22,7 @@ from archivestore.errors import LeaseTimeout
 from archivestore.layout import GROUND_TRUTH, STATE_KEY
 from archivestore.store import _metadata
 from archivestore.store._groups import GroupWriter, read_group_doc, read_state
-from archivestore.store._lock import LEASE_SECONDS, Lease, acquire, holder
-from archivestore.store._lock import _stale as is_stale
+from archivestore.store._lock import LEASE_SECONDS, Lease, acquire, holder, is_stale
 from archivestore.store._studies import StudyRow, annotated_pairs, append_study
 
 if TYPE_CHECKING:

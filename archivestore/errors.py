@@ -18,6 +18,7 @@ __all__ = [
     "LeaseTimeout",
     "NotFoundError",
     "StoreNotFoundError",
+    "UnreachableError",
 ]
 
 
@@ -94,6 +95,14 @@ class APIError(ArchivestoreError, OSError):
 
 def _api_error(cls: type[APIError], url: str, reason: str, status: int | None, item: str | None) -> APIError:
     return cls(url, reason, status=status, item=item)
+
+
+class UnreachableError(APIError):
+    """An endpoint that cannot be reached at all: connection refused, DNS or TLS failure (no HTTP answer).
+
+    Unlike an HTTP error answer, this says nothing about the item: the archive or bucket itself is out of
+    reach, so an ingest stops submitting after a few of these in a row instead of failing every item.
+    """
 
 
 class LeaseTimeout(ArchivestoreError, TimeoutError):

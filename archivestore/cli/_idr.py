@@ -25,7 +25,7 @@ DEFAULT_IDR_URL = "https://idr.openmicroscopy.org/"
 """Named in the help text only (``archivestore.sources.idr`` has the same; a test keeps them equal)."""
 
 KINDS = ("project", "dataset", "image", "screen", "plate", "well")
-"""Objects that carry map annotations (``archivestore.sources._omero.MAP_KINDS``)."""
+"""Objects that carry map annotations (``archivestore.sources.idr._omero.MAP_KINDS``)."""
 
 SHOWN_COLUMNS = {
     "projects": ("id", "Name", "study"),

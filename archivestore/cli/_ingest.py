@@ -21,7 +21,7 @@ from archivestore.layout import GROUND_TRUTH
 __all__ = ["add_ingest_commands"]
 
 TOKEN_ENV = "ISIC_TOKEN"
-"""Named in the help text only (``archivestore.sources.isic_v2.TOKEN_ENV`` reads it; a test keeps them equal)."""
+"""Named in the help text only (``archivestore.sources.isic.v2.TOKEN_ENV`` reads it; a test keeps them equal)."""
 
 
 def add_ingest_commands(subparsers: Any) -> None:
@@ -127,7 +127,7 @@ def _challenge(args: argparse.Namespace) -> int:
 
 @command
 def _isic_study(args: argparse.Namespace) -> int:
-    from archivestore.sources.isic_v1 import DEFAULT_V1_URL, IsicStudySource, IsicV1
+    from archivestore.sources.isic.v1 import DEFAULT_V1_URL, IsicStudySource, IsicV1
 
     api = IsicV1(args.base_url or DEFAULT_V1_URL, username=args.username, password=args.password,
                  **_client_options(args))
@@ -136,7 +136,7 @@ def _isic_study(args: argparse.Namespace) -> int:
 
 @command
 def _isic(args: argparse.Namespace) -> int:
-    from archivestore.sources.isic_v2 import DEFAULT_V2_URL, IsicSearchSource, IsicV2
+    from archivestore.sources.isic.v2 import DEFAULT_V2_URL, IsicSearchSource, IsicV2
 
     api = IsicV2(args.base_url or DEFAULT_V2_URL, token=args.token, **_client_options(args))
     source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,

@@ -12,7 +12,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from archivestore.sources import challenge, idc, idr, isic_v1, isic_v2, ome_zarr, tcia
+from archivestore.sources import idc, idr, ome_zarr, tcia
 from archivestore.sources._base import (
     AXES,
     Annotation,
@@ -25,11 +25,14 @@ from archivestore.sources._base import (
     Source,
     validate_id,
 )
-from archivestore.sources.challenge import ChallengeSource
 from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.idr import Idr, IdrSource
-from archivestore.sources.isic_v1 import IsicStudySource, IsicV1
-from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2
+from archivestore.sources.isic import challenge
+from archivestore.sources.isic import v1 as isic_v1
+from archivestore.sources.isic import v2 as isic_v2
+from archivestore.sources.isic.challenge import ChallengeSource
+from archivestore.sources.isic.v1 import IsicStudySource, IsicV1
+from archivestore.sources.isic.v2 import IsicSearchSource, IsicV2
 from archivestore.sources.ome_zarr import OmeZarrSource
 from archivestore.sources.tcia import Tcia, TciaSource
 

@@ -115,7 +115,7 @@ def test_lazy_names():
     assert archivestore.IngestReport is archivestore._ingest.IngestReport
     assert archivestore.open_store is archivestore.store.open_store
     assert archivestore.Store is archivestore.store.Store
-    assert archivestore.sources.ChallengeSource.__module__ == "archivestore.sources.challenge"
+    assert archivestore.sources.ChallengeSource.__module__ == "archivestore.sources.isic.challenge"
     assert set(archivestore.__all__) <= set(dir(archivestore))
     with pytest.raises(AttributeError, match="no_such_name"):
         archivestore.no_such_name  # noqa: B018

@@ -11,8 +11,8 @@ import requests
 from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
 from archivestore.sources import ArrayItem, Idr, IdrSource, PlateItem
 from archivestore.sources import item_from_origin as any_item_from_origin
-from archivestore.sources._idr_items import ZarrUrls, study_folder
-from archivestore.sources._omero import map_values
+from archivestore.sources.idr._items import ZarrUrls, study_folder
+from archivestore.sources.idr._omero import map_values
 from archivestore.testing.faults import Faults
 from archivestore.testing.httpserver import Answer, Request
 from archivestore.testing.omero import OmeroWebServer

@@ -23,7 +23,7 @@ from archivestore.cli import main
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.sources._base import BadItem
 from archivestore.sources._http import APIError
-from archivestore.sources.isic_v1 import SKILL_RANK, IsicStudySource, IsicV1, best_segmentation
+from archivestore.sources.isic.v1 import SKILL_RANK, IsicStudySource, IsicV1, best_segmentation
 from archivestore.testing.httpserver import error_answer
 from archivestore.testing.sources import SourceTests
 

@@ -14,7 +14,7 @@ import archivestore
 from archivestore.cli import main
 from archivestore.imaging import decode_image
 from archivestore.sources._base import BadItem
-from archivestore.sources.isic_v2 import IsicSearchSource, IsicV2, strip_signed_urls, validate_query
+from archivestore.sources.isic.v2 import IsicSearchSource, IsicV2, strip_signed_urls, validate_query
 from archivestore.testing.httpserver import Answer
 from archivestore.testing.sources import SourceTests
 

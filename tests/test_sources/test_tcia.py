@@ -13,8 +13,8 @@ import requests
 from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
 from archivestore.sources import SeriesItem, Tcia, TciaSource
 from archivestore.sources import item_from_origin as any_item_from_origin
-from archivestore.sources._nbia import typed
 from archivestore.sources._safezip import UnsafeZipError, ZipLimits, check_zip
+from archivestore.sources.tcia._nbia import typed
 from archivestore.testing.faults import Faults
 from archivestore.testing.nbia import (
     LICENSE_TEXT,

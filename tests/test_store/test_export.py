@@ -12,7 +12,7 @@ from fakes import V1_FIXTURES, load_v1_fixtures, synthetic_v2_records
 import archivestore
 from archivestore.cli import main
 from archivestore.export import attributions, export_csv, licenses_summary, metadata_table, read_keys
-from archivestore.sources.isic_v2 import strip_signed_urls
+from archivestore.sources.isic.v2 import strip_signed_urls
 from archivestore.store import _metadata
 
 

@@ -9,7 +9,7 @@
    ``.zgroup`` for NGFF 0.4); one that exists but cannot be read, or whose size is not the size IDR
    gives, is a :class:`~archivestore.errors.BadItem`, never silently replaced.
 3. Otherwise (no template, no publication, or ``rendered``): the rendered 8-bit planes
-   (:func:`archivestore.sources._omero_pixels.rendered_image`), marked ``rendered=True``;
+   (:func:`archivestore.sources.idr._omero_pixels.rendered_image`), marked ``rendered=True``;
    ``attrs["ome_zarr"]`` says which URL had nothing when one was tried.
 
 **IDR's OME-Zarr folders.** IDR publishes each study's images on its public S3 endpoint
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from archivestore.errors import APIError, BadItem, InvalidInputError
 from archivestore.sources._base import ArrayImage, ArrayItem
-from archivestore.sources._omero_pixels import rendered_image, thumbnail_image
+from archivestore.sources.idr._omero_pixels import rendered_image, thumbnail_image
 
 if TYPE_CHECKING:
     from archivestore.sources.idr import Idr

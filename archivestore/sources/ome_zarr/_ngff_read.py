@@ -18,7 +18,7 @@ import numpy as np
 
 from archivestore.errors import InvalidInputError
 from archivestore.sources._base import AXES, ArrayImage
-from archivestore.sources._ngff import Ngff, check_arrays, models, transforms, validate
+from archivestore.sources.ome_zarr._ngff import Ngff, check_arrays, models, transforms, validate
 
 __all__ = ["PlateLayout", "check_image", "read_image", "read_plate"]
 

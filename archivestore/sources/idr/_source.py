@@ -11,7 +11,7 @@
 the JSON API's records flattened into dotted columns (``Pixels.SizeX``, ``Pixels.PhysicalSizeX.Value``),
 ``@id`` as ``id``, without the owner/permission details and the server's links; projects and screens
 also get ``study``, the folder IDR publishes their OME-Zarr images in (see
-:mod:`archivestore.sources._idr_items`).
+:mod:`archivestore.sources.idr._items`).
 
 **The source** (:class:`IdrSource`) yields one :class:`~archivestore.sources.ArrayItem` per image and
 one :class:`~archivestore.sources.PlateItem` per plate. An image's ``metadata`` is its JSON API record
@@ -21,7 +21,7 @@ once maps to its value, a repeated key to the list of its values; for plate imag
 ``dataset`` (``{"id", "name"}``) for images of projects, and ``screen``, ``plate`` (the plate id, as the
 group ``plates/<id>`` names it), ``plate_name``, ``well`` (``B3``), ``well_id``, ``row``, ``column``
 (labels, as the plate grid gives them), ``field`` (0-based) and ``well_sample`` for images of screens.
-Pixels: see :class:`~archivestore.sources._idr_items.ImageLoader`.
+Pixels: see :class:`~archivestore.sources.idr._items.ImageLoader`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from archivestore.errors import APIError, BadItem, InvalidInputError
 from archivestore.sources._base import ArrayItem, PlateItem
-from archivestore.sources._idr_items import ImageLoader, ZarrUrls, item_from_origin, study_folder
-from archivestore.sources._omero import MAP_KINDS, OmeroWeb, clean_record
+from archivestore.sources.idr._items import ImageLoader, ZarrUrls, item_from_origin, study_folder
+from archivestore.sources.idr._omero import MAP_KINDS, OmeroWeb, clean_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,7 +109,7 @@ class PlateLayout:
 
 
 class Idr(OmeroWeb):
-    """Client of the IDR (or any OMERO.web), anonymous; see :class:`~archivestore.sources._omero.OmeroWeb`.
+    """Client of the IDR (or any OMERO.web), anonymous; see :class:`~archivestore.sources.idr._omero.OmeroWeb`.
 
     Parameters
     ----------
@@ -244,7 +244,7 @@ class IdrSource:
         Image ids: these images (one IDR does not have is a problem, the others go on).
     zarr_url
         Template of an image's OME-Zarr URL (e.g. :data:`IDR_ZARR_URL`): pixels are read from there
-        when the image is published, raw; see :class:`~archivestore.sources._idr_items.ZarrUrls`.
+        when the image is published, raw; see :class:`~archivestore.sources.idr._items.ZarrUrls`.
     plate_zarr_url
         Template of a plate's OME-Zarr URL (default: ``zarr_url`` with ``{plate_id}`` for ``{image_id}``).
     rendered
@@ -289,7 +289,7 @@ class IdrSource:
                 yield item
 
     def _items(self) -> Iterator[ArrayItem | PlateItem]:
-        from archivestore.sources._idr_walk import Walker
+        from archivestore.sources.idr._walk import Walker
 
         walker = Walker(self)
         for kind, oid in self.containers:

@@ -26,7 +26,7 @@ from archivestore.sources._http import bounded_map
 if TYPE_CHECKING:
     import numpy as np
 
-    from archivestore.sources._omero import OmeroWeb
+    from archivestore.sources.idr._omero import OmeroWeb
 
 __all__ = ["rendered_image", "thumbnail_image"]
 

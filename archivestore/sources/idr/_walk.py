@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from archivestore.errors import APIError, NotFoundError
 from archivestore.sources._base import ArrayItem, PlateItem
-from archivestore.sources._idr_items import image_item, study_folder
-from archivestore.sources._omero import clean_record, map_values
+from archivestore.sources.idr._items import image_item, study_folder
+from archivestore.sources.idr._omero import clean_record, map_values
 
 if TYPE_CHECKING:
     from archivestore.sources.idr import IdrSource

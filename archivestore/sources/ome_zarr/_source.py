@@ -41,8 +41,8 @@ from typing import Any
 from archivestore._secrets import redact
 from archivestore.errors import BadItem, InvalidInputError
 from archivestore.sources._base import ArrayImage, ArrayItem, PlateItem, validate_id
-from archivestore.sources._ngff import EXTRA_HINT, Ngff, join, open_ngff
-from archivestore.sources._ngff_read import check_image, read_image, read_plate
+from archivestore.sources.ome_zarr._ngff import EXTRA_HINT, Ngff, join, open_ngff
+from archivestore.sources.ome_zarr._ngff_read import check_image, read_image, read_plate
 
 __all__ = ["EXTRA_HINT", "OmeZarrSource", "item_from_origin", "read_ome_zarr", "read_ome_zarr_image"]
 

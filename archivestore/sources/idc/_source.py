@@ -30,7 +30,7 @@ from typing import Any
 from archivestore._secrets import redact
 from archivestore.errors import BadItem, InvalidInputError
 from archivestore.sources._base import SeriesItem, validate_id
-from archivestore.sources._idc_index import (
+from archivestore.sources.idc._index import (
     EXTRA_HINT,
     REQUIRED_COLUMNS,
     IdcIndex,

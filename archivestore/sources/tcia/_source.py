@@ -36,9 +36,9 @@ from urllib.parse import urlencode
 from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
 from archivestore.sources._base import SeriesItem, validate_id
 from archivestore.sources._http import Client, bounded_map
-from archivestore.sources._nbia import NUMERIC_FIELDS, query_params, typed
 from archivestore.sources._safezip import UnsafeZipError, ZipLimits
-from archivestore.sources._zipfetch import fetch_dicom_zip
+from archivestore.sources.tcia._nbia import NUMERIC_FIELDS, query_params, typed
+from archivestore.sources.tcia._zipfetch import fetch_dicom_zip
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -29,14 +29,12 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archivestore.errors import APIError, BadItem, InvalidInputError
 from archivestore.sources._base import ArrayImage, ArrayItem
+from archivestore.sources.idr._omero import OmeroWeb
 from archivestore.sources.idr._omero_pixels import rendered_image, thumbnail_image
-
-if TYPE_CHECKING:
-    from archivestore.sources.idr import Idr
 
 __all__ = ["PLACEHOLDERS", "ImageLoader", "ZarrUrls", "image_item", "study_folder"]
 
@@ -134,7 +132,7 @@ class ImageLoader:
     Parameters
     ----------
     idr
-        The server.
+        The server (an :class:`~archivestore.sources.idr.Idr`).
     image
         The IDR image id.
     zarr_url
@@ -149,7 +147,7 @@ class ImageLoader:
         The OME-Zarr resolution level (0: full resolution).
     """
 
-    idr: Idr
+    idr: OmeroWeb
     image: int
     zarr_url: str | None = None
     size: tuple[int, int] | None = None
@@ -214,14 +212,3 @@ def image_item(loader: ImageLoader, metadata: dict[str, Any]) -> ArrayItem:
     return ArrayItem(id=str(loader.image), metadata=metadata, load=loader,
                      where=idr.client.url(f"webclient/?show=image-{loader.image}"), origin=origin)
 
-
-def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, Any]) -> ArrayItem:
-    """The item of one IDR image loaded again from what an ingest recorded (for ``verify --repair``)."""
-    from archivestore.sources.idr import Idr
-
-    size = origin.get("size")
-    loader = ImageLoader(Idr(origin["base_url"]), int(origin.get("image", item_id)), origin.get("zarr_url"),
-                         (int(size[0]), int(size[1])) if size else None, bool(origin.get("rendered")),
-                         bool(origin.get("thumbnails")), origin.get("storage_options") or None,
-                         int(origin.get("level") or 0))
-    return image_item(loader, metadata)

@@ -15,17 +15,30 @@ ingest); an image id that does not exist, and a dataset or plate whose listing f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from archivestore.errors import APIError, NotFoundError
 from archivestore.sources._base import ArrayItem, PlateItem
-from archivestore.sources.idr._items import image_item, study_folder
+from archivestore.sources.idr._client import Idr, ref
+from archivestore.sources.idr._items import ImageLoader, ZarrUrls, image_item, study_folder
 from archivestore.sources.idr._omero import clean_record, map_values
 
-if TYPE_CHECKING:
-    from archivestore.sources.idr import IdrSource
+__all__ = ["Walked", "Walker"]
 
-__all__ = ["Walker"]
+
+class Walked(Protocol):
+    """What a walk needs of its source (:class:`~archivestore.sources.idr.IdrSource`)."""
+
+    idr: Idr
+    urls: ZarrUrls | None
+
+    def loader(self, image: int, zarr_url: str | None, size: tuple[int, int] | None) -> ImageLoader:
+        """The pixel loader of one image."""
+        ...
+
+    def problem(self, item: str, where: str, reason: str) -> None:
+        """Record an item that cannot be yielded."""
+        ...
 
 
 def _missing(exc: APIError) -> bool:
@@ -48,9 +61,7 @@ def _size(record: dict[str, Any]) -> tuple[int, int] | None:
 class Walker:
     """One walk over the containers and images of a source (caches parents it looked up)."""
 
-    def __init__(self, source: IdrSource) -> None:
-        from archivestore.sources.idr import ref
-
+    def __init__(self, source: Walked) -> None:
         self.source = source
         self.idr = source.idr
         self.ref = ref

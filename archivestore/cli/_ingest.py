@@ -95,7 +95,8 @@ def _add_isic(sources: Any) -> None:
         "isic",
         help="images of an API v2 search",
         description="Ingest the images of an ISIC Archive API v2 search, e.g. --query 'diagnosis_3:\"Melanoma "
-        f"Invasive\"'. A bearer token for non-public images comes from --token or ${TOKEN_ENV}.",
+        f"Invasive\"'. A bearer token for non-public images comes from --token or ${TOKEN_ENV}; it is checked "
+        "first (users/me/), and a rejected one stops the command before anything is stored.",
     )
     _api_options(p, "API v2")
     p.add_argument("--query", default="", help="the archive's search query (double-quote values)")
@@ -139,6 +140,7 @@ def _isic(args: argparse.Namespace) -> int:
     from archivestore.sources.isic.v2 import DEFAULT_V2_URL, IsicSearchSource, IsicV2
 
     api = IsicV2(args.base_url or DEFAULT_V2_URL, token=args.token, **_client_options(args))
+    api.check_token()  # a rejected token: exit 2 before the store is opened
     source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,
                               file="thumbnail_256" if args.thumbnails else "full")
     return _ingest(args, source)

@@ -1,7 +1,10 @@
 """A local stand-in for the ISIC Archive's API v2 (127.0.0.1, port 0, stdlib + numpy/Pillow).
 
-:class:`V2Server` reproduces cursor paging, bearer tokens, the ``key:value AND ...``
-subset of the search syntax, collections, and signed file URLs that expire. Records
+:class:`V2Server` reproduces cursor paging, bearer tokens as the real server takes them (an invalid
+or expired token is anonymous on the listing and search routes; only ``users/me/`` answers 401),
+the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
+cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
+signed file URLs that expire. Records
 come from :func:`synthetic_v2_records` (no fixtures needed) or are derived from real
 v1 records by :func:`v2_record_from_v1`; pixels are synthesized from the ids.
 """
@@ -80,7 +83,7 @@ def synthetic_v2_records(n: int, *, private_every: int = 0) -> list[Record]:
 
 
 def search_records(records: list[Record], query: str) -> list[Record]:
-    """A small subset of the archive's query syntax: ``key:value`` terms joined by ``AND``.
+    """A small subset of the archive's query syntax: ``key:value`` (``-key:value``: not) terms joined by ``AND``.
 
     Raises
     ------
@@ -93,7 +96,7 @@ def search_records(records: list[Record], query: str) -> list[Record]:
     terms = []
     for term in query.split(" AND "):
         key, sep, value = term.strip().partition(":")
-        if not sep:
+        if not sep or not key.strip("- "):
             raise ValueError(f"cannot parse {term!r}")
         terms.append((key.strip(), value.strip().strip('"')))
 
@@ -103,7 +106,11 @@ def search_records(records: list[Record], query: str) -> list[Record]:
                 return record["metadata"][group][key]
         return record.get(key)
 
-    return [r for r in records if all(str(leaf(r, k)).lower() == v.lower() for k, v in terms)]
+    def match(record: Record, key: str, value: str) -> bool:
+        negated = key.startswith("-")
+        return (str(leaf(record, key.lstrip("-"))).lower() == value.lower()) != negated
+
+    return [r for r in records if all(match(r, k, v) for k, v in terms)]
 
 
 class V2Server(FakeServer):
@@ -116,7 +123,9 @@ class V2Server(FakeServer):
         visible only with the bearer ``token``. Keys starting with ``_`` are the
         server's bookkeeping (collections, synthesized image shape).
     token
-        The OAuth bearer token accepted for non-public images.
+        The OAuth bearer token accepted for non-public images. Any other token is treated as
+        anonymous on the listing and search routes (200, public images only), as the real server
+        does; ``users/me/`` answers 401 for it.
     url_ttl
         Lifetime of signed file URLs in seconds; advance :attr:`clock_offset` to expire them.
     faults
@@ -167,9 +176,9 @@ class V2Server(FakeServer):
         if not path.startswith(self.prefix):
             return _NO_ROUTE
         parts = request.parts[len([p for p in self.prefix.split("/") if p]) :]
+        if parts == ["users", "me"]:
+            return self._me(request)
         visible = self._visible(request)
-        if isinstance(visible, Answer):
-            return visible
         if parts == ["collections"]:
             return self._cursor_page(request, self.collections, path)
         if parts in (["images"], ["images", "search"]):
@@ -185,8 +194,8 @@ class V2Server(FakeServer):
         if search:
             try:
                 items = search_records(items, request.query.get("query", ""))
-            except ValueError as exc:
-                return json_answer({"query": [str(exc)]}, 400)
+            except ValueError:
+                return json_answer({"message": "Could not parse search query."}, 400)
             wanted = request.query.get("collections", "")
             if wanted:
                 ids = {int(x) for x in wanted.split(",")}
@@ -211,13 +220,19 @@ class V2Server(FakeServer):
             h, w = max(1, h // 2), max(1, w // 2)
         return synthetic_image(record["isic_id"] + ("" if kind == "full" else "/thumb"), (h, w))
 
-    def _visible(self, request: Request) -> list[Record] | Answer:
-        auth = request.headers.get("Authorization")
-        if auth is None:
-            return [r for r in self.records if r.get("public", True)]
-        if self.token is None or auth != f"Bearer {self.token}":
-            return json_answer({"detail": "Invalid token."}, 401)
-        return self.records
+    def _authenticated(self, request: Request) -> bool:
+        return self.token is not None and request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _visible(self, request: Request) -> list[Record]:
+        """Every record with the right token; public ones otherwise (a bad token is anonymous, not 401)."""
+        if self._authenticated(request):
+            return self.records
+        return [r for r in self.records if r.get("public", True)]
+
+    def _me(self, request: Request) -> Answer:
+        if not self._authenticated(request):
+            return json_answer({"detail": "Unauthorized"}, 401)
+        return json_answer({"id": 1, "full_name": "Test User", "email": "user@example.org", "accepted_terms": None})
 
     def _cursor_page(self, request: Request, items: list[Any], path: str) -> Answer:
         q = request.query

@@ -12,6 +12,7 @@ from PIL import Image
 
 import archivestore
 from archivestore.cli import main
+from archivestore.errors import APIError, InvalidInputError
 from archivestore.imaging import decode_image
 from archivestore.sources._base import BadItem
 from archivestore.sources.isic.v2 import IsicSearchSource, IsicV2, strip_signed_urls, validate_query
@@ -86,6 +87,37 @@ def test_token_from_the_environment(records, monkeypatch):
     with V2Server(records, token="tok") as server:
         assert len(list(_api(server).images())) == 40
         assert len(list(_api(server, token="").images())) == 30  # an empty option means anonymous
+
+
+def test_a_bad_token_is_anonymous_on_search_and_401_on_users_me_like_the_real_server(records):
+    with V2Server(records, token="tok") as server:
+        bad = _api(server, token="expired")
+        assert len(list(bad.images())) == len(list(bad.search(""))) == 30  # public only, no error
+        with pytest.raises(APIError) as caught:
+            bad.client.get_json("users/me/")
+        assert caught.value.status == 401
+        assert _api(server, token="tok").check_token()["id"] == 1
+        assert _api(server).check_token() is None  # no token: nothing to check
+
+
+def test_a_rejected_token_stops_the_search_before_any_record_is_fetched(records):
+    with V2Server(records, token="tok") as server:
+        source = IsicSearchSource(_api(server, token="expired"), "")
+        with pytest.raises(InvalidInputError, match="ISIC token was rejected") as caught:
+            list(source)
+        assert "expired" not in str(caught.value).replace("or expired", "")  # the token itself is never shown
+        assert [p for p, _, _ in server.log] == ["/api/v2/users/me/"]
+
+
+def test_cli_ingest_isic_with_a_rejected_token_exits_2_and_stores_nothing(records, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ISIC_TOKEN", "expired-token-value")
+    with V2Server(records, token="tok") as server:
+        store = tmp_path / "s.zarr"
+        code = main(["ingest", "isic", "--store", str(store), "--base-url", server.url, "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "token was rejected" in err
+        assert "expired-token-value" not in err and not store.exists()
+        assert not [p for p, _, _ in server.log if p.startswith("/api/v2/images")]
 
 
 def test_items_never_hold_signed_urls_and_downloads_survive_expiry(records):

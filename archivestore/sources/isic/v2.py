@@ -3,6 +3,7 @@
 Searches, collections, signed file downloads:
 
 >>> api = IsicV2(token=None)                                            # doctest: +SKIP
+>>> api.check_token()          # with a token: its user record, or InvalidInputError   # doctest: +SKIP
 >>> source = IsicSearchSource(api, 'diagnosis_3:"Melanoma Invasive"', limit=50)  # doctest: +SKIP
 >>> archivestore.ingest(store, source)                                  # doctest: +SKIP
 """
@@ -15,6 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from archivestore.errors import InvalidInputError
 from archivestore.sources._base import BadItem, Item, validate_id
 from archivestore.sources._http import APIError, Client
 
@@ -119,12 +121,41 @@ class IsicV2:
             backoff_factor=backoff_factor, timeout=timeout, workers=self.workers, debug=debug,
         )
         token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self.has_token = bool(token)
+        self._user: dict | None = None
         if token:
             self.client.set_token("Authorization", f"Bearer {token}")
 
     @property
     def base_url(self) -> str:
         return self.client.base_url
+
+    def check_token(self) -> dict | None:
+        """Check the bearer token with ``users/me/`` (once per client); its user record, ``None`` without a token.
+
+        The archive treats an invalid or expired token as **anonymous** on its listing and search
+        routes (200, public images only, never 401), so a search alone cannot tell; ``users/me/``
+        answers 401 for it. :class:`IsicSearchSource` calls this before it searches.
+
+        Raises
+        ------
+        InvalidInputError
+            The archive rejected the token (one line, the token not in it).
+        """
+        if not self.has_token:
+            return None
+        if self._user is None:
+            try:
+                user = self.client.get_json("users/me/")
+            except APIError as exc:
+                if exc.status in (401, 403):
+                    raise InvalidInputError(
+                        f"the ISIC token was rejected ({exc.url} answered HTTP {exc.status}): it is invalid or "
+                        f"expired; get a new one, or give none (unset ${TOKEN_ENV}) to see public images only"
+                    ) from None
+                raise
+            self._user = user if isinstance(user, dict) else {}
+        return self._user
 
     def search(self, query: str | None = None, collections: list[int] | str | None = None, *,
                limit: int | None = None) -> Iterator[dict]:
@@ -188,7 +219,8 @@ class IsicSearchSource:
     Notes
     -----
     Item id = ``isic_id``; metadata = the record without its signed file URLs
-    (``files.*.size`` kept). The image loader downloads ``files.full`` and
+    (``files.*.size`` kept). With a token, :meth:`IsicV2.check_token` runs before the search:
+    a rejected token raises before any record is fetched. The image loader downloads ``files.full`` and
     fetches a fresh record when the signature has expired. v2 has no
     superpixels, masks or study annotations.
     """
@@ -213,6 +245,7 @@ class IsicSearchSource:
 
     def __iter__(self) -> Iterator[Item]:
         api = self.api
+        api.check_token()
         for record in api.search(self.query, self.collections, limit=self.limit):
             where = api.client.url(f"images/{record.get('isic_id')}/")
             try:
@@ -242,8 +275,11 @@ def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, A
 
     def load() -> bytes:
         try:
+            api.check_token()
             return api.file_bytes(api.image(origin["isic_id"]), origin.get("file", "full"))
         except APIError as exc:
             raise BadItem(item_id, exc.url, exc.reason) from None
+        except InvalidInputError as exc:
+            raise BadItem(item_id, api.client.url("users/me/"), str(exc)) from None
 
     return Item(id=item_id, metadata=metadata, image=load, where=api.client.url(f"images/{item_id}/"), origin=origin)

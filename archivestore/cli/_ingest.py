@@ -62,9 +62,9 @@ def _source_options(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"fsspec option for {what} (repeatable), e.g. anon=true or endpoint_url=http://...")
 
 
-def _api_options(p: argparse.ArgumentParser, api: str) -> None:
+def _api_options(p: argparse.ArgumentParser, base_url_help: str) -> None:
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
-    p.add_argument("--base-url", default=None, help=f"API root (default: the ISIC Archive's public {api})")
+    p.add_argument("--base-url", default=None, help=base_url_help)
     p.add_argument("--workers", type=int, default=None, help="parallel downloads/ingest workers")
     _http_options(p)
     p.add_argument("--cache-dir", default=None, help="cache metadata listings here")
@@ -78,11 +78,12 @@ def _add_isic_study(sources: Any) -> None:
     p = sources.add_parser(
         "isic-study",
         help="a whole v1 study: images, superpixels, best masks, every annotator's values",
-        description="Ingest a study of the ISIC Archive API v1 (Girder) by name or id. The password comes from "
-        "--password, else ~/.netrc for the host, else a prompt.",
+        description="Ingest a study of an ISIC Archive API v1 (Girder) deployment by name or id. The public v1 was "
+        "retired in 2022: its studies are the challenges' files ('ingest challenge'), today's archive is API v2 "
+        "('ingest isic'). The password comes from --password, else ~/.netrc for the host, else a prompt.",
     )
     p.add_argument("study", help="study name or id")
-    _api_options(p, "API v1")
+    _api_options(p, "API root of a v1 deployment (required: the public v1 was retired in 2022)")
     p.add_argument("--username", default=None, help="log in as this user (else anonymous, or the ~/.netrc login)")
     p.add_argument("--password", default=None, help="password (prefer ~/.netrc or the prompt)")
     p.add_argument("--image", action="append", default=None, metavar="NAME", help="only this image (repeatable)")
@@ -98,7 +99,7 @@ def _add_isic(sources: Any) -> None:
         f"Invasive\"'. A bearer token for non-public images comes from --token or ${TOKEN_ENV}; it is checked "
         "first (users/me/), and a rejected one stops the command before anything is stored.",
     )
-    _api_options(p, "API v2")
+    _api_options(p, "API root (default: the ISIC Archive's public API v2)")
     p.add_argument("--query", default="", help="the archive's search query (double-quote values)")
     p.add_argument("--collections", default=None, help="comma-separated collection ids")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
@@ -128,10 +129,11 @@ def _challenge(args: argparse.Namespace) -> int:
 
 @command
 def _isic_study(args: argparse.Namespace) -> int:
-    from archivestore.sources.isic.v1 import DEFAULT_V1_URL, IsicStudySource, IsicV1
+    from archivestore.sources.isic.v1 import V1_RETIRED, IsicStudySource, IsicV1
 
-    api = IsicV1(args.base_url or DEFAULT_V1_URL, username=args.username, password=args.password,
-                 **_client_options(args))
+    if not args.base_url:
+        return error(V1_RETIRED)
+    api = IsicV1(args.base_url, username=args.username, password=args.password, **_client_options(args))
     return _ingest(args, IsicStudySource(api, args.study, names=args.image, masks=not args.no_masks))
 
 

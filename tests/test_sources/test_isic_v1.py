@@ -269,3 +269,17 @@ class TestIsicStudySource(SourceTests):
             return path.endswith(("/download", "/superpixels", "/mask")) or path.startswith("/api/v1/annotation/")
 
         return lambda: sum(fetched(path) for path, _, _ in server.log)
+
+
+def test_the_retired_public_v1_is_refused_at_once(tmp_path, capsys):
+    from archivestore.errors import InvalidInputError
+    from archivestore.sources.isic.v1 import RETIRED_V1_URL
+
+    for url in (RETIRED_V1_URL, "http://www.isic-archive.com/api/v1", ""):
+        with pytest.raises(InvalidInputError, match="retired in 2022.*ingest challenge.*ingest isic"):
+            IsicV1(url)
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", "isic-study", "ISIC Annotation Study", "--store", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "retired" in err
+    assert "'ingest challenge'" in err and "'ingest isic'" in err and not store.exists()

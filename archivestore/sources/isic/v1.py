@@ -1,8 +1,13 @@
-"""The ISIC Archive's Girder API v1 (``https://isic-archive.com/api/v1`` or any other deployment) as a source.
+"""The ISIC Archive's Girder API v1 (an institution's own deployment) as a source.
+
+The public v1 (``https://isic-archive.com/api/v1``) was retired in 2022: the live archive serves only
+API v2 (:mod:`archivestore.sources.isic.v2`), and the v1 studies survive as the challenges' files
+(:mod:`archivestore.sources.isic.challenge`). There is no default base URL; the retired one is refused
+at once (:data:`V1_RETIRED`) instead of failing on every call.
 
 Studies, annotations, superpixels and masks:
 
->>> api = IsicV1("https://isic-archive.com/api/v1/", username="me")  # doctest: +SKIP
+>>> api = IsicV1("https://isic.example.org/api/v1/", username="me")  # doctest: +SKIP
 >>> source = IsicStudySource(api, "ISIC Annotation Study")            # doctest: +SKIP
 >>> archivestore.ingest(store, source)                                 # doctest: +SKIP
 """
@@ -16,12 +21,25 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+from archivestore.errors import InvalidInputError
 from archivestore.sources._base import Annotation, BadItem, Item, validate_id
 from archivestore.sources._http import APIError, Client, bounded_map, find_password
 
-__all__ = ["DEFAULT_V1_URL", "SKILL_RANK", "IsicStudySource", "IsicV1", "best_segmentation"]
+__all__ = ["RETIRED_V1_URL", "SKILL_RANK", "V1_RETIRED", "IsicStudySource", "IsicV1", "best_segmentation"]
 
-DEFAULT_V1_URL = "https://isic-archive.com/api/v1/"
+RETIRED_V1_URL = "https://isic-archive.com/api/v1/"
+"""The ISIC Archive's public API v1, retired in 2022 (the live server answers only ``api/v2/``)."""
+
+V1_RETIRED = ("the ISIC Archive's public API v1 was retired in 2022; give --base-url of a v1 deployment, "
+              "or use 'ingest challenge' for the challenges' study files (the v1 studies' images, masks and "
+              "superpixels) or 'ingest isic' for today's archive (API v2)")
+"""What a v1 client without a deployment's URL (or with the retired one) says."""
+
+
+def _retired(base_url: str) -> bool:
+    """Whether ``base_url`` is the retired public v1 (any scheme, ``www.``, trailing slash)."""
+    bare = re.sub(r"^[a-z]+://(www\.)?", "", base_url.strip().lower()).rstrip("/")
+    return bare == "isic-archive.com/api/v1"
 
 SKILL_RANK = {"none": 0, "novice": 1, "expert": 2}
 """Review skills in increasing order (an approved expert review beats a novice one)."""
@@ -62,7 +80,8 @@ class IsicV1:
     Parameters
     ----------
     base_url
-        API root; any deployment of the archive's Girder plugin works.
+        API root of a deployment of the archive's Girder plugin (no default: the public v1 was
+        retired in 2022; :data:`RETIRED_V1_URL` is refused with :data:`V1_RETIRED`).
     username, password
         Log in (``user/authentication`` with HTTP Basic, answered by a
         ``Girder-Token``). The password comes from the argument, else
@@ -77,7 +96,7 @@ class IsicV1:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_V1_URL,
+        base_url: str,
         *,
         username: str | None = None,
         password: str | None = None,
@@ -90,6 +109,8 @@ class IsicV1:
         workers: int = 8,
         debug: bool = False,
     ) -> None:
+        if not base_url or _retired(base_url):
+            raise InvalidInputError(V1_RETIRED)
         self.workers = max(1, int(workers))
         self.client = Client.for_api(
             base_url, cache_dir=cache_dir, cache_expire=cache_expire, retries=retries,

@@ -5,17 +5,23 @@
 ...     tcia = Tcia(server.url)
 
 :class:`NbiaServer` serves the series given to it as ``(name, DICOM bytes)`` lists, with the
-answer shapes of the real API: JSON lists of objects whose numbers are strings
-(``"ImageCount": "3"``), fields without a value left out, an empty body for no results,
-``getPatient``'s ``PatientId`` spelling, ``getSeriesMetadata`` as a POSTed form answered with
-CSV, and ``getImage`` as a zip holding a ``LICENSE`` beside the ``.dcm`` files. Records are
-read from the DICOM headers (pydicom) and may be overridden.
+answer shapes of the real API (its REST code, and the recorded ``getSeries`` answer in
+``fixtures/real/tcia/``): JSON lists of objects whose counts and sizes are JSON numbers
+(``"ImageCount": 3``), fields without a value left out (never ``null``), v4's field names
+(``MaxSubmissionTimestamp``, ``DataDescriptionURI``), an empty body for no results, a 400 for a
+query parameter the route does not take, ``getPatient``'s ``PatientId`` spelling,
+``getSeriesMetadata`` as a POSTed form answered with CSV (today's unspaced headers, or with
+``legacy_csv`` the older spaced ones: ``Series ID``, ``Number of images``, ...), and ``getImage``
+as a zip holding a ``LICENSE`` beside the ``.dcm`` files. Records are read from the DICOM headers
+(pydicom) and may be overridden.
 
 Faults: the HTTP faults of :class:`~archivestore.testing.faults.Faults` (429 with
 ``Retry-After``, 500, connection reset, a body cut short) on every route, and
 ``zip_faults`` on ``getImage`` drawn per series (kinds ``"truncated_zip"``: a complete
 answer holding half a zip; ``"corrupt_zip"``: one flipped byte inside a DICOM entry, which
-fails its CRC). Hostile zips are served on demand through :attr:`NbiaServer.zips`, built
+fails its CRC; ``"short_zip"``: a well-formed zip missing the series' last file, what the real
+server sends when reading a file fails after the 200 went out — it logs the error and closes
+the zip normally). Hostile zips are served on demand through :attr:`NbiaServer.zips`, built
 by :func:`traversal_zip`, :func:`absolute_zip`, :func:`symlink_zip` and :func:`zip_bomb`.
 Needs pydicom.
 """
@@ -49,19 +55,37 @@ LICENSE_TEXT = b"Creative Commons Attribution 4.0 International License (CC BY 4
 
 Files = Sequence[tuple[str, bytes]]
 
-_CSV_COLUMNS = (
-    ("Collection", "Collection"), ("Patient ID", "PatientID"), ("Study Instance UID", "StudyInstanceUID"),
-    ("Series Instance UID", "SeriesInstanceUID"), ("Study Date", "StudyDate"), ("Study Description", "StudyDesc"),
-    ("Series Date", "SeriesDate"), ("Series Description", "SeriesDescription"), ("Modality", "Modality"),
-    ("Manufacturer", "Manufacturer"), ("Manufacturer Model Name", "ManufacturerModelName"),
-    ("Software Versions", "SoftwareVersions"), ("Series Number", "SeriesNumber"), ("Image Count", "ImageCount"),
-    ("File Size", "FileSize"), ("Date Released", "DateReleased"), ("Body Part Examined", "BodyPartExamined"),
-    ("License Name", "LicenseName"), ("License URI", "LicenseURI"), ("Collection URI", "CollectionURI"),
+_CSV_FIELDS = (
+    "Collection", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "StudyDate", "StudyDesc", "SeriesDate",
+    "SeriesDescription", "Modality", "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "SeriesNumber",
+    "ImageCount", "FileSize", "DateReleased", "BodyPartExamined", "LicenseName", "LicenseURI", "DataDescriptionURI",
 )
-"""``getSeriesMetadata``'s CSV headers and the ``getSeries`` field each one holds."""
+"""``getSeriesMetadata``'s CSV columns today: the ``getSeries`` field names, unspaced."""
+
+_LEGACY_CSV_HEADERS = {
+    "PatientID": "Subject ID", "StudyInstanceUID": "Study UID", "SeriesInstanceUID": "Series ID",
+    "StudyDate": "Study Date", "StudyDesc": "Study Description", "SeriesDescription": "Series Description",
+    "ManufacturerModelName": "Manufacturer Model Name", "SoftwareVersions": "Software Versions",
+    "ImageCount": "Number of images", "FileSize": "File Size (Bytes)", "DataDescriptionURI": "Collection URI",
+    "DateReleased": "Date Released", "LicenseName": "License Name", "LicenseURI": "License URL",
+}
+"""The spaced headers older NBIA deployments answer (the ones tcia_utils still maps)."""
+
+_NUMBERS = ("ImageCount", "FileSize", "SeriesNumber")
+"""``getSeries`` fields NBIA v4 sends as JSON numbers."""
 
 _SERIES_PARAMETERS = ("Collection", "PatientID", "StudyInstanceUID", "Modality", "BodyPartExamined",
                       "ManufacturerModelName", "Manufacturer", "SeriesInstanceUID")
+
+_TAKES: dict[str, tuple[str, ...]] = {
+    "getCollectionValues": (), "getModalityValues": ("Collection", "BodyPartExamined"),
+    "getBodyPartValues": ("Collection", "Modality"),
+    "getManufacturerValues": ("Collection", "Modality", "BodyPartExamined"), "getPatient": ("Collection",),
+    "getPatientStudy": ("Collection", "PatientID", "StudyInstanceUID"), "getSeries": _SERIES_PARAMETERS,
+    "getSeriesSize": ("SeriesInstanceUID",), "getSOPInstanceUIDs": ("SeriesInstanceUID",),
+    "getImage": ("SeriesInstanceUID", "NewFileNames"),
+}
+"""The query parameters each GET route takes; any other is a 400, as NBIA answers."""
 
 
 def _date(value: Any, time: bool = False) -> str | None:
@@ -71,10 +95,12 @@ def _date(value: Any, time: bool = False) -> str | None:
     return f"{text[:4]}-{text[4:6]}-{text[6:8]}" + (" 00:00:00.0" if time else "")
 
 
-def series_record(files: Files, *, collection: str, **overrides: Any) -> dict[str, str]:
-    """The ``getSeries`` record of a series as NBIA sends it: read from its first file, every value a string.
+def series_record(files: Files, *, collection: str, **overrides: Any) -> dict[str, Any]:
+    """The ``getSeries`` record of a series as NBIA v4 sends it, read from its first file.
 
-    ``overrides`` replace or add fields (``None`` removes one); fields without a value are left out.
+    Counts and sizes (``ImageCount``, ``FileSize``, ``SeriesNumber``) are numbers, every other value
+    a string. ``overrides`` replace or add fields (``None`` removes one); fields without a value are
+    left out, as NBIA leaves them out.
     """
     import pydicom
 
@@ -91,10 +117,10 @@ def series_record(files: Files, *, collection: str, **overrides: Any) -> dict[st
         "BodyPartExamined": get("BodyPartExamined"), "SeriesNumber": get("SeriesNumber"), "Collection": collection,
         "PatientID": get("PatientID"), "Manufacturer": get("Manufacturer"),
         "ManufacturerModelName": get("ManufacturerModelName"), "SoftwareVersions": get("SoftwareVersions"),
-        "ImageCount": str(len(files)), "TimeStamp": "2024-01-01 00:00:00.0", "LicenseName": "CC BY 4.0",
+        "ImageCount": len(files), "MaxSubmissionTimestamp": "2024-01-01 00:00:00.0", "LicenseName": "CC BY 4.0",
         "LicenseURI": "https://creativecommons.org/licenses/by/4.0/",
-        "CollectionURI": f"https://doi.org/10.7937/test.{collection.lower()}",
-        "FileSize": str(sum(len(data) for _, data in files)), "DateReleased": "2024-01-01 00:00:00.0",
+        "DataDescriptionURI": f"https://doi.org/10.7937/test.{collection.lower()}",
+        "FileSize": sum(len(data) for _, data in files), "DateReleased": "2024-01-01 00:00:00.0",
         "StudyDesc": get("StudyDescription"), "StudyDate": _date(header.get("StudyDate"), time=True),
         "ThirdPartyAnalysis": "NO",
         # not getSeries fields: what getPatient / getPatientStudy / getSOPInstanceUIDs answer
@@ -102,7 +128,14 @@ def series_record(files: Files, *, collection: str, **overrides: Any) -> dict[st
         "_StudyDescription": get("StudyDescription"),
     }
     record.update(overrides)
-    return {k: str(v) for k, v in record.items() if v is not None and str(v) != ""}
+    out = {k: v for k, v in record.items() if v is not None and str(v) != ""}
+    for key in _NUMBERS:
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = int(out[key])
+            except ValueError:
+                pass  # an override that is not a number is sent as given
+    return {k: v if k in _NUMBERS else str(v) for k, v in out.items()}
 
 
 def zip_of(files: Iterable[tuple[str, bytes]], *, license: bool = True,
@@ -174,29 +207,38 @@ class NbiaServer(FakeServer):
     faults
         HTTP faults on every route.
     zip_faults
-        Faults of ``getImage`` answers drawn per series (kinds ``"truncated_zip"``, ``"corrupt_zip"``).
+        Faults of ``getImage`` answers drawn per series (kinds ``"truncated_zip"``, ``"corrupt_zip"``,
+        ``"short_zip"``).
+    legacy_csv
+        Answer ``getSeriesMetadata`` with the older spaced CSV headers.
 
     Attributes
     ----------
     series
-        ``{SeriesInstanceUID: getSeries record}`` (values are strings; fields starting with
-        ``_`` feed the patient and study routes and are not sent by ``getSeries``).
+        ``{SeriesInstanceUID: getSeries record}`` (as sent; fields starting with ``_`` feed the
+        patient and study routes and are not sent by ``getSeries``).
     files
         ``{SeriesInstanceUID: [(name, bytes), ...]}``.
     zips
         ``{SeriesInstanceUID: bytes}``: a body ``getImage`` sends instead of the series' own zip.
+    collections
+        ``getCollectionValues``' answer as sent (e.g. a recorded one); ``None``: the served series'.
     """
 
     prefix = "/nbia-api/services/v4/"
 
-    def __init__(self, faults: Faults | None = None, *, zip_faults: Faults | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, *, zip_faults: Faults | None = None,
+                 legacy_csv: bool = False) -> None:
         super().__init__(faults)
         self.zip_faults = zip_faults
-        self.series: dict[str, dict[str, str]] = {}
+        self.legacy_csv = legacy_csv
+        self.series: dict[str, dict[str, Any]] = {}
         self.files: dict[str, list[tuple[str, bytes]]] = {}
         self.zips: dict[str, bytes] = {}
+        self.collections: list[dict[str, Any]] | None = None
         self._routes: dict[tuple[str, str], Callable[[Mapping[str, str]], Answer]] = {
-            ("GET", "getCollectionValues"): lambda q: self._values(q, "Collection", ()),
+            ("GET", "getCollectionValues"): lambda q: (_listing(self.collections) if self.collections is not None
+                                                       else self._values(q, "Collection", ())),
             ("GET", "getModalityValues"): lambda q: self._values(q, "Modality", ("Collection", "BodyPartExamined")),
             ("GET", "getBodyPartValues"): lambda q: self._values(q, "BodyPartExamined", ("Collection", "Modality")),
             ("GET", "getManufacturerValues"): lambda q: self._values(
@@ -225,14 +267,18 @@ class NbiaServer(FakeServer):
         handler = self._routes.get((request.method, name))
         if handler is None:
             return Answer(404, b"Not Found", "text/plain")
+        if request.method == "GET":
+            unknown = sorted(set(request.query) - set(_TAKES.get(name, ())) - {"format"})
+            if unknown:
+                return Answer(400, f"unknown parameter(s): {', '.join(unknown)}".encode(), "text/plain")
         return handler(request.form if request.method == "POST" else request.query)
 
-    def _match(self, query: Mapping[str, str], allowed: Sequence[str]) -> list[dict[str, str]]:
+    def _match(self, query: Mapping[str, str], allowed: Sequence[str]) -> list[dict[str, Any]]:
         filters = {k: v for k, v in query.items() if k in allowed and v != ""}
-        return [r for r in self.series.values() if all(r.get(k) == v for k, v in filters.items())]
+        return [r for r in self.series.values() if all(str(r.get(k)) == v for k, v in filters.items())]
 
     @staticmethod
-    def _public(record: Mapping[str, str]) -> dict[str, str]:
+    def _public(record: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if not k.startswith("_")}
 
     def _values(self, query: Mapping[str, str], field: str, allowed: Sequence[str]) -> Answer:
@@ -258,7 +304,7 @@ class NbiaServer(FakeServer):
                      "StudyDescription": r.get("_StudyDescription"), "PatientAge": r.get("_PatientAge"),
                      "PatientID": r.get("PatientID"),
                      "PatientName": r.get("_PatientName"), "PatientSex": r.get("_PatientSex"),
-                     "Collection": r["Collection"], "SeriesCount": str(counts[uid])}
+                     "Collection": r["Collection"], "SeriesCount": counts[uid]}
             studies[uid] = {k: v for k, v in study.items() if v}
         return _listing(studies.values())
 
@@ -267,7 +313,7 @@ class NbiaServer(FakeServer):
         if files is None:
             return _listing([])
         total = sum(len(data) for _, data in files)
-        return _listing([{"TotalSizeInBytes": str(float(total)), "ObjectCount": str(len(files))}])
+        return _listing([{"TotalSizeInBytes": float(total), "ObjectCount": len(files)}])
 
     def _sop_instance_uids(self, query: Mapping[str, str]) -> Answer:
         import pydicom
@@ -284,18 +330,20 @@ class NbiaServer(FakeServer):
             return Answer(200, b"", "text/csv")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([header for header, _ in _CSV_COLUMNS])
+        writer.writerow([_LEGACY_CSV_HEADERS.get(f, f) if self.legacy_csv else f for f in _CSV_FIELDS])
         for row in rows:
-            writer.writerow([row.get(field, "") for _, field in _CSV_COLUMNS])
+            writer.writerow([row.get(field, "") for field in _CSV_FIELDS])
         return Answer(200, out.getvalue().encode(), "text/csv")
 
     def _image(self, query: Mapping[str, str]) -> Answer:
         uid = query.get("SeriesInstanceUID", "")
+        fault = self.zip_faults.draw(f"getImage/{uid}") if self.zip_faults and uid in self.files else None
         if uid in self.zips:
             body = self.zips[uid]
+        elif fault == "short_zip":  # reading a file failed after the 200: the zip is closed without the rest
+            body = zip_of(self.files[uid][:-1])
         else:  # an unknown series: an empty zip
             body = zip_of(self.files.get(uid, []), license=uid in self.files)
-        fault = self.zip_faults.draw(f"getImage/{uid}") if self.zip_faults and uid in self.files else None
         if fault == "truncated_zip":
             body = body[: len(body) // 2]
         elif fault == "corrupt_zip":

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
+import archivestore
 from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
 from archivestore.sources import SeriesItem, Tcia, TciaSource
 from archivestore.sources import item_from_origin as any_item_from_origin
@@ -78,7 +79,7 @@ def test_value_queries(tcia):
 
 def test_series_numbers_become_numbers_and_uids_stay_strings(server, tcia, files):
     raw = requests.get(server.url + "getSeries", params={"Collection": COLLECTION}, timeout=10).json()
-    assert {type(r["ImageCount"]) for r in raw} == {str}  # what NBIA sends
+    assert {type(r["ImageCount"]) for r in raw} == {int}  # what NBIA v4 sends (older answers: strings)
     table = tcia.series(COLLECTION).set_index("SeriesInstanceUID")
     a, b = server.uids["a"], server.uids["b"]
     assert table.loc[a, "ImageCount"] == 3 and table.loc[b, "ImageCount"] == 2
@@ -155,6 +156,33 @@ def test_series_metadata_is_posted_and_read_from_csv(server, tcia):
     assert tcia.series_metadata(["1.2.3.not.there"]).empty
 
 
+def test_series_metadata_maps_the_older_spaced_headers(files, tmp_path):
+    with NbiaServer(legacy_csv=True) as server:
+        uids = serve(server, files)
+        table = client(server, tmp_path).series_metadata([uids["a"], uids["b"]])
+    assert {"Series ID", "Number of images"}.isdisjoint(table.columns)
+    table = table.set_index("SeriesInstanceUID")
+    assert set(table.index) == {uids["a"], uids["b"]}
+    assert table.loc[uids["b"], "PatientID"] == "0007" and table.loc[uids["b"], "StudyInstanceUID"] == "1.2.3.4.5"
+    assert table.loc[uids["a"], "ImageCount"] == 3 and table["ImageCount"].dtype.kind == "i"
+    assert table.loc[uids["a"], "FileSize"] == sum(len(data) for _, data in files["a"])
+    assert table.loc[uids["a"], "CollectionURI"].startswith("https://doi.org/")
+
+
+def test_csv_headers_today_and_older():
+    from archivestore.sources.tcia._nbia import csv_field
+
+    assert [csv_field(h) for h in ("Series ID", "Subject ID", "Study UID", "Number of images", "File Size (Bytes)",
+                                   "Collection URI", "SeriesInstanceUID", "Manufacturer Model Name")] == [
+        "SeriesInstanceUID", "PatientID", "StudyInstanceUID", "ImageCount", "FileSize", "CollectionURI",
+        "SeriesInstanceUID", "ManufacturerModelName"]
+
+
+def test_an_unknown_query_parameter_is_a_400_as_nbia_answers(server):
+    answer = requests.get(server.url + "getSeries", params={"Colection": COLLECTION}, timeout=10)
+    assert answer.status_code == 400
+
+
 def test_typing_rules():
     record = typed({"ImageCount": "133", "FileSize": "1.5", "SeriesNumber": "", "ObjectCount": "n/a",
                     "SeriesInstanceUID": "1.2.840.10008", "PatientId": "0001"})
@@ -195,6 +223,32 @@ def test_download_retries_broken_zips(files, tmp_path, kind):
         got = client(server, tmp_path).download(uid)
     assert sorted(got) == sorted(files["a"])
     assert zip_faults.counts[kind] == 2 and len(server.requests_to("getImage")) == 3
+
+
+def test_a_short_zip_once_is_fetched_again_and_stored_complete(files, tmp_path):
+    zip_faults = Faults(rate=1.0, kinds=("short_zip",), max_per_path=1)
+    with NbiaServer(zip_faults=zip_faults) as server:
+        uid = serve(server, files)["a"]
+        item = next(i for i in TciaSource(client(server, tmp_path), series=uid))
+        got = item.files()
+    assert sorted(got) == sorted(files["a"]) and zip_faults.counts["short_zip"] == 1
+    assert len(server.requests_to("getImage")) == 2
+
+
+def test_a_zip_that_stays_short_is_a_failure_saying_n_of_m_and_nothing_is_stored(files, tmp_path):
+    from archivestore.store import open_store
+
+    zip_faults = Faults(rate=1.0, kinds=("short_zip",), max_per_path=100)
+    with NbiaServer(zip_faults=zip_faults) as server:
+        uids = serve(server, files)
+        store = open_store(str(tmp_path / "s.zarr"), mode="a")
+        report = archivestore.ingest(store, TciaSource(client(server, tmp_path, retries=2), COLLECTION),
+                                     progress=False)
+        assert len(server.requests_to("getImage")) == 2 * 3  # each series: the first try and two more
+    assert sorted(bad.item_id for bad in report.failed) == sorted([uids["a"], uids["b"]])
+    by = {bad.item_id: bad for bad in report.failed}
+    assert "2 of 3 files" in by[uids["a"]].reason and "1 of 2 files" in by[uids["b"]].reason
+    assert report.ingested == [] and store.series_ids() == []
 
 
 @pytest.mark.parametrize(("kind", "reason"), [

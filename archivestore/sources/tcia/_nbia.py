@@ -1,8 +1,11 @@
 """NBIA REST API v4 conventions: the parameters each query takes, their spellings, and typed answers.
 
-NBIA sends every value as a string. :func:`typed` makes the fields of
-:data:`NUMERIC_FIELDS` numbers (``"133"`` → ``133``, ``"1.5"`` → ``1.5``, ``""`` → ``None``)
-and keeps every other field as sent (UIDs, dates, codes, a ``PatientID`` of ``"0001"``).
+NBIA v4 sends counts and sizes as JSON numbers and leaves out fields without a value; older
+answers (and CSV) carry them as strings. :func:`typed` makes the fields of :data:`NUMERIC_FIELDS`
+numbers either way (``"133"`` → ``133``, ``"1.5"`` → ``1.5``, ``""`` → ``None``) and keeps every
+other field as sent (UIDs, dates, codes, a ``PatientID`` of ``"0001"``). :func:`csv_field` names a
+``getSeriesMetadata`` CSV column as ``getSeries`` does, whether the server sends today's unspaced
+headers or the older spaced ones (:data:`LEGACY_CSV_HEADERS`).
 ``getPatient`` spells ``PatientId``; answers are renamed to ``PatientID`` and queries take
 either, as well as Python-style aliases (``patient``, ``body_part``, ...).
 """
@@ -15,7 +18,8 @@ from typing import Any
 
 from archivestore.errors import InvalidInputError
 
-__all__ = ["NUMERIC_FIELDS", "QUERY_PARAMETERS", "SERIES_FILTERS", "query_params", "typed"]
+__all__ = ["LEGACY_CSV_HEADERS", "NUMERIC_FIELDS", "QUERY_PARAMETERS", "SERIES_FILTERS", "csv_field", "query_params",
+           "typed"]
 
 NUMERIC_FIELDS = frozenset({
     "ImageCount", "FileSize", "SeriesNumber", "SeriesCount", "TotalSizeInBytes", "ObjectCount",
@@ -50,6 +54,18 @@ _ALIASES = {
 _FIELD_NAMES = {"PatientId": "PatientID"}
 """Field names of answers renamed to the spelling every other endpoint uses."""
 
+LEGACY_CSV_HEADERS = {
+    "Series ID": "SeriesInstanceUID", "Subject ID": "PatientID", "Study UID": "StudyInstanceUID",
+    "Number of images": "ImageCount", "File Size (Bytes)": "FileSize", "Collection URI": "CollectionURI",
+}
+"""``getSeriesMetadata`` headers of older NBIA deployments that are not today's name without its spaces."""
+
+
+def csv_field(header: str) -> str:
+    """A ``getSeriesMetadata`` CSV header as the ``getSeries`` field name (``Series ID`` → ``SeriesInstanceUID``)."""
+    name = LEGACY_CSV_HEADERS.get(" ".join(str(header).split()), None)
+    return name if name is not None else "".join(str(header).split())
+
 
 def _number(value: Any) -> Any:
     """A string holding a number as that number (``int`` when integral); ``""`` as ``None``; else unchanged."""
@@ -78,8 +94,6 @@ def typed(record: Mapping[str, Any]) -> dict[str, Any]:
         name = _FIELD_NAMES.get(key, key)
         out[name] = _number(value) if name in NUMERIC_FIELDS else value
     return out
-
-
 
 
 def query_params(endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:

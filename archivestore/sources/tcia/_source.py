@@ -37,7 +37,7 @@ from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundEr
 from archivestore.sources._base import SeriesItem, validate_id
 from archivestore.sources._http import Client, bounded_map
 from archivestore.sources._safezip import UnsafeZipError, ZipLimits
-from archivestore.sources.tcia._nbia import NUMERIC_FIELDS, query_params, typed
+from archivestore.sources.tcia._nbia import NUMERIC_FIELDS, csv_field, query_params, typed
 from archivestore.sources.tcia._zipfetch import fetch_dicom_zip
 
 if TYPE_CHECKING:
@@ -212,10 +212,12 @@ class Tcia:
     def series_metadata(self, series: str | Iterable[str], *, chunk: int = 10_000) -> pd.DataFrame:
         """``getSeriesMetadata`` of many series: one POST per ``chunk`` UIDs, answered as CSV.
 
-        Column headers (``Series Instance UID``, ``Image Count``, ...) lose their spaces so
-        they match :meth:`series` (``SeriesInstanceUID``, ``ImageCount``); every value is read
-        as text, then :data:`NUMERIC_FIELDS` become numbers (a ``PatientID`` of ``0001`` stays
-        ``"0001"``).
+        Columns are named as :meth:`series` names them: today's headers are those names; the
+        spaced headers of older deployments are mapped (``Series ID`` → ``SeriesInstanceUID``,
+        ``Subject ID`` → ``PatientID``, ``Study UID`` → ``StudyInstanceUID``, ``Number of images``
+        → ``ImageCount``, ``File Size (Bytes)`` → ``FileSize``, ``Collection URI`` →
+        ``CollectionURI``; any other loses its spaces). Every value is read as text, then
+        :data:`NUMERIC_FIELDS` become numbers (a ``PatientID`` of ``0001`` stays ``"0001"``).
         """
         import pandas as pd
 
@@ -226,7 +228,7 @@ class Tcia:
             if not text.strip():
                 continue
             table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-            table.columns = ["".join(str(c).split()) for c in table.columns]
+            table.columns = [csv_field(c) for c in table.columns]
             records.extend(typed({str(k): v for k, v in r.items()}) for r in table.to_dict("records"))
         return _frame(records)
 
@@ -252,7 +254,8 @@ class Tcia:
         """The ``getImage`` URL of a series (the zip of its files)."""
         return self.client.url("getImage") + "?" + urlencode({"SeriesInstanceUID": series})
 
-    def download(self, series: str, *, progress: bool | None = None) -> list[tuple[str, bytes]]:
+    def download(self, series: str, *, progress: bool | None = None,
+                 expected: int | None = None) -> list[tuple[str, bytes]]:
         """``(name, bytes)`` of every DICOM file of a series, from its checked zip.
 
         Parameters
@@ -261,17 +264,23 @@ class Tcia:
             The SeriesInstanceUID.
         progress
             Show a byte progress bar (default: the client's ``progress``).
+        expected
+            How many DICOM files the series has (its record's ``ImageCount``). NBIA streams the
+            zip after its 200 and, when reading a file fails mid-way, closes the zip normally: a
+            well-formed zip with fewer files. One with fewer than ``expected`` is fetched again
+            (the usual backoff and bound), then an :class:`APIError` saying ``N of M files``.
 
         Raises
         ------
         UnsafeZipError
             The zip is refused (unsafe entries, a cap exceeded); nothing was read from it.
         APIError
-            An error answer, retries exhausted (also for a zip that stays truncated or
-            corrupt), or a zip without any DICOM file.
+            An error answer, retries exhausted (also for a zip that stays truncated, corrupt or
+            short), or a zip without any DICOM file.
         """
         return fetch_dicom_zip(self.client, self.image_url(series), item=series, limits=self.limits,
-                               progress=self.progress if progress is None else progress, tmp_dir=self.tmp_dir)
+                               progress=self.progress if progress is None else progress, tmp_dir=self.tmp_dir,
+                               expected=expected)
 
 
 def _new_tcia(cls: type[Tcia], base_url: str, options: dict[str, Any]) -> Tcia:
@@ -280,22 +289,29 @@ def _new_tcia(cls: type[Tcia], base_url: str, options: dict[str, Any]) -> Tcia:
 
 @dataclass(frozen=True)
 class _SeriesFiles:
-    """The picklable loader of one series' files: downloads, and names the series in any failure."""
+    """The picklable loader of one series' files (all ``expected`` of them); names the series in any failure."""
 
     tcia: Tcia
     series: str
+    expected: int | None = None
 
     def __call__(self) -> list[tuple[str, bytes]]:
         try:
-            return self.tcia.download(self.series)
+            return self.tcia.download(self.series, expected=self.expected)
         except APIError as exc:
             raise BadItem(self.series, self.tcia.image_url(self.series), exc.reason) from None
         except UnsafeZipError as exc:
             raise BadItem(self.series, self.tcia.image_url(self.series), str(exc)) from None
 
 
+def _image_count(metadata: dict[str, Any]) -> int | None:
+    count = typed({"ImageCount": metadata.get("ImageCount")}).get("ImageCount")
+    return count if isinstance(count, int) and count > 0 else None
+
+
 def _series_item(tcia: Tcia, uid: str, metadata: dict[str, Any]) -> SeriesItem:
-    return SeriesItem(id=uid, metadata=metadata, files=_SeriesFiles(tcia, uid), where=tcia.image_url(uid),
+    files = _SeriesFiles(tcia, uid, _image_count(metadata))
+    return SeriesItem(id=uid, metadata=metadata, files=files, where=tcia.image_url(uid),
                       origin={"source": "tcia", "base_url": tcia.base_url, "series": uid})
 
 
@@ -315,7 +331,9 @@ class TciaSource:
     Notes
     -----
     Item id = SeriesInstanceUID; metadata = the ``getSeries`` record with numbers typed;
-    ``files`` downloads the zip only when called (listing never downloads); ``where`` =
+    ``files`` downloads the zip only when called (listing never downloads) and checks it holds
+    the record's ``ImageCount`` DICOM files (a short zip is fetched again, then a failure of
+    that series saying ``N of M files``; nothing of it is stored); ``where`` =
     the ``getImage`` URL; ``origin`` = ``{"source": "tcia", "base_url", "series"}``.
     ``problems`` collects the series that could not become items. A collection is matched
     case-insensitively; one that does not exist raises :class:`~archivestore.errors.NotFoundError`

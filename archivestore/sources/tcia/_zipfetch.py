@@ -8,8 +8,9 @@ entries are read with CRC checks, and the file is removed whatever happens.
 Retries: 429/5xx answers and refused or reset connections are retried by the client's
 session adapter (urllib3 ``Retry``, honouring ``Retry-After``). A body cut short, a
 connection broken mid-body, or a zip that is truncated or fails a CRC is fetched again
-here, counted against the same ``Retry`` budget and with its backoff. A zip refused as
-unsafe is never fetched again.
+here, counted against the same ``Retry`` budget and with its backoff; so is a well-formed zip
+with fewer DICOM files than ``expected`` (NBIA streams the zip after its 200 and, when reading a
+file fails mid-way, closes it normally). A zip refused as unsafe is never fetched again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class _ShortBodyError(OSError):
     pass
 
 
+class _ShortZipError(OSError):
+    """A well-formed zip with fewer DICOM files than the series has."""
+
+
 _TRANSIENT = (
     requests.exceptions.ConnectionError,
     requests.exceptions.ChunkedEncodingError,
@@ -44,12 +49,14 @@ _TRANSIENT = (
     requests.exceptions.Timeout,
     zipfile.BadZipFile,
     _ShortBodyError,
+    _ShortZipError,
 )
 """Failures of one download that fetching it again may cure."""
 
 
 def fetch_dicom_zip(client: Client, url: str, *, item: str, limits: ZipLimits | None = None, progress: bool = True,
-                    tmp_dir: str | os.PathLike[str] | None = None) -> list[tuple[str, bytes]]:
+                    tmp_dir: str | os.PathLike[str] | None = None,
+                    expected: int | None = None) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` of the DICOM entries of the zip at ``url`` (see the module docstring).
 
     Parameters
@@ -66,6 +73,9 @@ def fetch_dicom_zip(client: Client, url: str, *, item: str, limits: ZipLimits | 
         Show a byte progress bar on stderr.
     tmp_dir
         Where the zip is spooled (default: the system's temporary directory).
+    expected
+        How many DICOM files the zip must hold (``None``: any number); fewer is retried, then
+        an :class:`APIError` ``... N of M files``.
 
     Raises
     ------
@@ -85,6 +95,8 @@ def fetch_dicom_zip(client: Client, url: str, *, item: str, limits: ZipLimits | 
                     _stream(client, url, item, file, progress)
                     file.seek(0)
                     members = dicom_members(file, limits)
+                    if expected is not None and len(members) < expected:
+                        raise _ShortZipError(f"the zip holds {len(members)} of {expected} files")
                     break
                 except _TRANSIENT as exc:
                     retry = _again(retry, url, exc, item)
@@ -118,6 +130,8 @@ def _stream(client: Client, url: str, item: str, file: IO[bytes], progress: bool
 def _why(exc: BaseException) -> str:
     if isinstance(exc, zipfile.BadZipFile):
         return redact(f"truncated or corrupt zip: {exc}")
+    if isinstance(exc, _ShortZipError):
+        return str(exc)
     return _reason(exc)
 
 

@@ -203,17 +203,21 @@ def _add_ome_zarr(sources: Any) -> None:
 def _add_idr(sources: Any) -> None:
     p = sources.add_parser(
         "idr", help="microscopy images and screening plates of the Image Data Resource (OMERO.web)",
-        description="Ingest the images (raw values from their OME-Zarr publication with --zarr-url, else the "
-        "rendered 8-bit planes, marked rendered) with their map annotations, and each plate's well grid.")
+        description="Ingest the images with their map annotations, and each plate's well grid. Pixels: raw values "
+        "from the images' OME-Zarr (--zarr-url; an image without one is a FAILED line, never silently replaced), or "
+        "OMERO.web's rendered 8-bit planes (--rendered, marked rendered), or thumbnails (--thumbnails).")
     what = p.add_mutually_exclusive_group(required=True)
     for flag in ("project", "dataset", "screen", "plate"):
         what.add_argument(f"--{flag}", type=int, default=None, metavar="ID", help=f"every image of this {flag}")
     what.add_argument("--image", type=int, nargs="+", default=None, metavar="ID", help="these images")
     p.add_argument("--zarr-url", default=None, metavar="TEMPLATE",
                    help="where the images' OME-Zarr lives, e.g. s3://idr/zarr/v0.4/{study}/{image_id}.zarr, "
-                   "or 'idr' for IDR's own (anonymous, its S3 endpoint)")
+                   "or 'idr' for IDR's own (anonymous, https://livingobjects.ebi.ac.uk, then IDR's old host)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="with --zarr-url idr: do not try IDR's old host for images not found on the new one")
     p.add_argument("--plate-zarr-url", default=None, metavar="TEMPLATE", help="a plate's OME-Zarr ({plate_id})")
-    p.add_argument("--rendered", action="store_true", help="the rendered 8-bit planes even where OME-Zarr exists")
+    p.add_argument("--rendered", action="store_true",
+                   help="OMERO.web's rendered 8-bit planes (marked rendered), whether or not an OME-Zarr exists")
     p.add_argument("--thumbnails", action="store_true", help="only IDR's RGB thumbnails (a quick preview)")
     p.add_argument("--level", type=int, default=0, help="OME-Zarr resolution level (default 0)")
     _source_options(p, "the OME-Zarr URLs")
@@ -229,17 +233,30 @@ def _add_idr(sources: Any) -> None:
 
 @command
 def _idr(args: argparse.Namespace) -> int:
-    from archivestore.sources.idr import DEFAULT_IDR_URL, IDR_STORAGE_OPTIONS, IDR_ZARR_URL, Idr, IdrSource
+    from archivestore.sources.idr import (
+        DEFAULT_IDR_URL,
+        IDR_FALLBACK_STORAGE_OPTIONS,
+        IDR_STORAGE_OPTIONS,
+        IDR_ZARR_URL,
+        Idr,
+        IdrSource,
+    )
 
+    if not (args.zarr_url or args.rendered or args.thumbnails):
+        return error("say where the pixels come from: --zarr-url idr (IDR's OME-Zarr, raw values), --zarr-url "
+                     "TEMPLATE, or --rendered (OMERO.web's 8-bit rendered planes)")
     options = {k: v for k, v in _client_options(args).items() if k not in ("cache_dir", "cache_expire")}
     idr = Idr(args.base_url or DEFAULT_IDR_URL, **options)
     zarr_url, storage = args.zarr_url, dict(args.source_option)
+    fallbacks: tuple[dict[str, Any], ...] = ()
     if zarr_url == "idr":
         zarr_url, storage = IDR_ZARR_URL, {**IDR_STORAGE_OPTIONS, **storage}
+        fallbacks = () if args.no_fallback else tuple({**o, **dict(args.source_option)}
+                                                      for o in IDR_FALLBACK_STORAGE_OPTIONS)
     source = IdrSource(idr, project=args.project, dataset=args.dataset, screen=args.screen, plate=args.plate,
                        images=args.image, zarr_url=zarr_url, plate_zarr_url=args.plate_zarr_url,
                        rendered=args.rendered, thumbnails=args.thumbnails, storage_options=storage or None,
-                       level=args.level)
+                       level=args.level, fallback_storage_options=fallbacks)
     return _ingest(args, source)
 
 

@@ -164,7 +164,7 @@ def test_map_values_rule():
 
 # ---------------------------------------------------------------------------------------- the source
 def test_project_images_carry_their_record_annotations_and_context(server, idr):
-    items = list(IdrSource(idr, project=server.ids["project"]))
+    items = list(IdrSource(idr, rendered=True, project=server.ids["project"]))
     assert sorted(int(i.id) for i in items) == sorted(server.ids["images"])
     by_id = {int(i.id): i for i in items}
     first = by_id[server.ids["images"][0]].metadata
@@ -177,7 +177,7 @@ def test_project_images_carry_their_record_annotations_and_context(server, idr):
 
 def test_plate_images_carry_their_wells_annotations_and_the_grid_is_right(server, idr):
     ids = server.ids
-    items = list(IdrSource(idr, screen=ids["screen"]))
+    items = list(IdrSource(idr, rendered=True, screen=ids["screen"]))
     plates = [i for i in items if isinstance(i, PlateItem)]
     images = {int(i.id): i for i in items if isinstance(i, ArrayItem)}
     assert [p.id for p in plates] == [str(p) for p in ids["plates"]]
@@ -199,7 +199,7 @@ def test_plate_images_carry_their_wells_annotations_and_the_grid_is_right(server
 def test_images_by_id_find_their_context_and_a_missing_one_is_a_problem(server, idr):
     ids = server.ids
     in_well = ids["plate_images"][(ids["plates"][1], "A", "3", 1)]
-    source = IdrSource(idr, images=[ids["images"][2], in_well, 424242])
+    source = IdrSource(idr, rendered=True, images=[ids["images"][2], in_well, 424242])
     items = {int(i.id): i for i in source}
     assert set(items) == {ids["images"][2], in_well}
     assert items[ids["images"][2]].metadata["project"]["id"] == ids["project"]
@@ -211,15 +211,17 @@ def test_images_by_id_find_their_context_and_a_missing_one_is_a_problem(server, 
 
 def test_a_container_that_does_not_exist_is_not_found(idr):
     with pytest.raises(NotFoundError, match="project 777"):
-        list(IdrSource(idr, project=777))
+        list(IdrSource(idr, rendered=True, project=777))
     with pytest.raises(InvalidInputError):
-        IdrSource(idr)
+        IdrSource(idr, rendered=True)
     with pytest.raises(InvalidInputError):
-        IdrSource(idr, images=["abc"])
+        IdrSource(idr, rendered=True, images=["abc"])
+    with pytest.raises(InvalidInputError, match="give zarr_url .* or rendered=True"):
+        IdrSource(idr, images=[1])  # where the pixels come from is never guessed
 
 
 def test_listing_reads_no_pixels_and_everything_pickles(server, idr):
-    source = IdrSource(idr, project=server.ids["project"], screen=server.ids["screen"])
+    source = IdrSource(idr, rendered=True, project=server.ids["project"], screen=server.ids["screen"])
     items = list(pickle.loads(pickle.dumps(source)))
     assert not server.requests_to("webgateway/render_image") and not server.requests_to("webclient/imgData")
     again = pickle.loads(pickle.dumps(items[0]))
@@ -229,7 +231,7 @@ def test_listing_reads_no_pixels_and_everything_pickles(server, idr):
 # ---------------------------------------------------------------------------------------- pixels
 def test_rendered_planes_are_marked_and_follow_the_linear_window(server, idr):
     image_id = server.ids["images"][1]
-    item = next(i for i in IdrSource(idr, images=[image_id]))
+    item = next(i for i in IdrSource(idr, rendered=True, images=[image_id]))
     image = item.load()
     raw = server.images[image_id].pixels[0]  # (c, z, y, x)
     assert image.rendered and image.axes == ("channel", "z", "y", "x") and image.data.dtype == np.uint8
@@ -246,7 +248,7 @@ def test_rendered_planes_are_marked_and_follow_the_linear_window(server, idr):
 
 
 def test_null_pixel_sizes_give_no_coordinates(server, idr):
-    image = next(iter(IdrSource(idr, images=[server.ids["images"][4]]))).load()
+    image = next(iter(IdrSource(idr, rendered=True, images=[server.ids["images"][4]]))).load()
     assert image.coords == {} and image.units == {}
 
 
@@ -256,11 +258,14 @@ def test_thumbnails_are_rendered_rgb(server, idr):
     assert max(image.data.shape[1:]) == 96 and image.attrs["rendered"]["kind"] == "thumbnail"
 
 
-def test_an_image_without_an_ome_zarr_falls_back_to_rendered_planes(server, idr, tmp_path):
-    source = IdrSource(idr, images=[server.ids["images"][0]], zarr_url=str(tmp_path / "{study}" / "{image_id}.zarr"))
-    image = next(iter(source)).load()
-    assert image.rendered and image.attrs["ome_zarr"] == {
-        "url": str(tmp_path / "idr0062A" / f"{server.ids['images'][0]}.zarr"), "found": False}
+def test_an_image_without_an_ome_zarr_is_a_bad_item_never_rendered_planes(server, idr, tmp_path):
+    image_id = server.ids["images"][0]
+    source = IdrSource(idr, images=[image_id], zarr_url=str(tmp_path / "{study}" / "{image_id}.zarr"))
+    with pytest.raises(BadItem) as caught:
+        next(iter(source)).load()
+    assert caught.value.item_id == str(image_id)
+    assert caught.value.reason.startswith(f"no OME-Zarr at {tmp_path / 'idr0062A' / f'{image_id}.zarr'} ")
+    assert not server.requests_to("webgateway/render_image")  # nothing rendered behind the user's back
 
 
 def test_a_plane_that_does_not_decode_is_a_bad_item_naming_the_image(server, idr, monkeypatch):
@@ -273,13 +278,13 @@ def test_a_plane_that_does_not_decode_is_a_bad_item_naming_the_image(server, idr
         return route(request)
 
     monkeypatch.setattr(server, "route", broken)
-    item = next(iter(IdrSource(idr, images=[image_id])))
+    item = next(iter(IdrSource(idr, rendered=True, images=[image_id])))
     with pytest.raises(BadItem, match=f"^{image_id}: .*cannot decode"):
         item.load()
 
 
 def test_origins_load_the_image_again(server, idr):
-    item = next(iter(IdrSource(idr, images=[server.ids["images"][2]])))
+    item = next(iter(IdrSource(idr, rendered=True, images=[server.ids["images"][2]])))
     again = any_item_from_origin(item.id, item.origin, item.metadata)
     assert isinstance(again, ArrayItem) and again.origin == item.origin
     np.testing.assert_array_equal(again.load().data, item.load().data)
@@ -315,11 +320,11 @@ def test_a_server_failing_a_fifth_of_requests_loses_and_duplicates_nothing(serve
     with OmeroWebServer(faults, max_limit=2) as flaky:
         build(flaky)
         idr = client(flaky, retries=4)
-        source = IdrSource(idr, project=server.ids["project"], screen=server.ids["screen"])
+        source = IdrSource(idr, rendered=True, project=server.ids["project"], screen=server.ids["screen"])
         items = list(source)
         loaded = {i.id: i.load().data for i in items if isinstance(i, ArrayItem) and i.id in
                   {str(x) for x in server.ids["images"]}}
-    clean = list(IdrSource(client(server), project=server.ids["project"], screen=server.ids["screen"]))
+    clean = list(IdrSource(client(server), rendered=True, project=server.ids["project"], screen=server.ids["screen"]))
     assert faults.total > 0 and source.problems == []
     assert [(type(i).__name__, i.id, i.metadata) for i in items] == [
         (type(i).__name__, i.id, i.metadata) for i in clean]
@@ -334,7 +339,7 @@ def test_ingest_twice_through_faults_stores_each_image_once(server, tmp_path):
     with OmeroWebServer(faults, max_limit=2) as flaky:
         build(flaky)
         for _ in range(2):
-            source = IdrSource(client(flaky), project=server.ids["project"], screen=server.ids["screen"])
+            source = IdrSource(client(flaky), rendered=True, project=server.ids["project"], screen=server.ids["screen"])
             report = ingest(store, source, progress=False, workers=2)
             assert not report.failed, report.failed
     images = {str(i) for i in server.ids["images"]} | {str(i) for i in server.ids["plate_images"].values()}
@@ -403,9 +408,9 @@ def test_published_images_are_read_raw_and_pixel_exact(published):
     first = items[str(next(iter(fixtures)))].load()
     assert first.axes == ("channel", "z", "y", "x") and "nuclei" in first.labels
     np.testing.assert_array_equal(np.asarray(first.labels["nuclei"]), next(iter(fixtures.values())).labels["nuclei"])
-    fallback = items[str(server.ids["unpublished"])].load()
-    assert fallback.rendered and fallback.attrs["ome_zarr"]["found"] is False
-    assert not server.requests_to(f"webgateway/render_image/{next(iter(fixtures))}/")
+    with pytest.raises(BadItem, match="no OME-Zarr at http://127.0.0.1:[0-9]+/.*/idr0062A/"):
+        items[str(server.ids["unpublished"])].load()
+    assert not server.requests_to("webgateway/render_image/")
 
 
 def test_published_images_ingest_pixel_exact(published, tmp_path):
@@ -416,11 +421,12 @@ def test_published_images_ingest_pixel_exact(published, tmp_path):
     source = IdrSource(client(server), project=server.ids["project"], screen=server.ids["screen"],
                        zarr_url=template, storage_options=options)
     report = ingest(store, source, progress=False, workers=2)
-    assert not report.failed, report.failed
+    assert [(bad.item_id, bad.reason.split(" at ")[0]) for bad in report.failed] == [
+        (str(server.ids["unpublished"]), "no OME-Zarr")]  # a FAILED line; the others go in
     for image_id, fixture in {**fixtures, **fields}.items():
         np.testing.assert_array_equal(store.read(str(image_id)), fixture.data)
         assert store.image(str(image_id))["image"].attrs["rendered"] is False
-    assert store.image(str(server.ids["unpublished"]))["image"].attrs["rendered"] is True
+    assert str(server.ids["unpublished"]) not in store.image_ids()
 
 
 def test_a_rendered_source_ignores_the_ome_zarr(published):
@@ -438,15 +444,107 @@ def test_an_ome_zarr_of_another_size_is_a_bad_item(published):
     ome.write_ome_image(template.format(study="idr0099B", image_id=image_id), version="0.4", shape=(2, 3, 32, 24),
                         storage_options=options)
     item = next(iter(IdrSource(client(server), images=[image_id], zarr_url=template, storage_options=options)))
-    with pytest.raises(BadItem, match=f"^{image_id}: s3://.*is 24x32 pixels, IDR says image {image_id} is 20x16"):
+    with pytest.raises(BadItem, match=f"^{image_id}: http://127.0.0.1:.*is 24x32 pixels, IDR says image {image_id} "
+                                      "is 20x16"):
         item.load()
+
+
+def closed_port() -> str:
+    """An endpoint on 127.0.0.1 nobody listens on: connection refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_an_image_not_migrated_is_found_on_the_fallback_host(published):
+    """IDR moved its OME-Zarr to a new host with the same keys; some images are only on the old one.
+
+    The new host is a proxy in front of the local S3 server that has no such key for that image; the
+    old host is the S3 server itself.
+    """
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import unquote
+
+    from fakes.faulty_proxy import FaultyProxy
+
+    ome = pytest.importorskip("archivestore.testing.ome")
+    server, _, _, template, options = published
+    image_id = server.add_image(pixels(12, (1, 2, 3, 16, 20)), dataset=server.add_dataset(
+        "old", project=server.add_project("idr0098-old-host/experimentC")))
+    url = template.format(study="idr0098C", image_id=image_id)
+    written = ome.write_ome_image(url, version="0.4", shape=(2, 3, 16, 20), storage_options=options)
+
+    class NotMigrated(FaultyProxy):
+        def forward(self, handler: BaseHTTPRequestHandler) -> None:
+            if f"/{image_id}.zarr" in unquote(handler.path):
+                body = b"<Error><Code>NoSuchKey</Code><Message>not migrated</Message></Error>"
+                handler.send_response(404)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(b"" if handler.command == "HEAD" else body)
+                return
+            super().forward(handler)
+
+    with NotMigrated(options["endpoint_url"], share=0.0) as new_host:
+        with pytest.raises(BadItem, match=f"no OME-Zarr at {new_host.url}/"):  # the proxy hides it
+            next(iter(IdrSource(client(server), images=[image_id], zarr_url=template,
+                                storage_options={"endpoint_url": new_host.url}))).load()
+        source = IdrSource(client(server), images=[image_id], zarr_url=template,
+                           storage_options={"endpoint_url": new_host.url}, fallback_storage_options=[options])
+        item = next(iter(source))
+        image = item.load()
+        np.testing.assert_array_equal(np.asarray(image.data), written.data)
+        assert not image.rendered and image.attrs["ome_zarr"]["url"].startswith(options["endpoint_url"])
+        assert item.origin["fallback_options"] == [options]
+        again = any_item_from_origin(item.id, item.origin, {}).load()
+        np.testing.assert_array_equal(np.asarray(again.data), written.data)
+
+
+def test_a_fallback_host_that_is_gone_counts_as_not_having_the_image(published):
+    server, _, _, template, options = published
+    dead = closed_port()
+    source = IdrSource(client(server), images=[server.ids["unpublished"]], zarr_url=template,
+                       storage_options=options, fallback_storage_options=[{"endpoint_url": dead}])
+    with pytest.raises(BadItem) as caught:
+        next(iter(source)).load()
+    reason = caught.value.reason
+    assert reason.startswith(f"no OME-Zarr at {options['endpoint_url']}/") and f"{dead}/" in reason
+    assert "unreachable: connection refused" in reason
+
+
+def test_an_unreachable_zarr_host_is_an_unreachable_error_naming_it(server, idr):
+    from archivestore.errors import UnreachableError
+
+    dead = closed_port()
+    image_id = server.ids["images"][0]
+    source = IdrSource(idr, images=[image_id], zarr_url="s3://idr/zarr/v0.4/{study}/{image_id}.zarr",
+                       storage_options={"anon": True, "endpoint_url": dead})
+    with pytest.raises(UnreachableError) as caught:
+        next(iter(source)).load()
+    assert caught.value.item == str(image_id) and caught.value.url.startswith(f"{dead}/idr/zarr/v0.4/idr0062A/")
+    assert caught.value.reason == "connection refused"
+
+
+def test_idr_own_zarr_is_on_the_new_host_and_the_old_one_is_the_fallback():
+    from archivestore.sources.idr import (
+        IDR_FALLBACK_STORAGE_OPTIONS,
+        IDR_OLD_S3_ENDPOINT,
+        IDR_S3_ENDPOINT,
+        IDR_STORAGE_OPTIONS,
+    )
+
+    assert IDR_S3_ENDPOINT == IDR_STORAGE_OPTIONS["endpoint_url"] == "https://livingobjects.ebi.ac.uk"
+    assert [o["endpoint_url"] for o in IDR_FALLBACK_STORAGE_OPTIONS] == [IDR_OLD_S3_ENDPOINT]
+    assert IDR_OLD_S3_ENDPOINT == "https://uk1s3.embassy.ebi.ac.uk"
 
 
 # ---------------------------------------------------------------------------------------- the kit
 class TestIdrSourceKit(SourceTests):
     @pytest.fixture
     def source(self, server):
-        return IdrSource(client(server), project=server.ids["project"])
+        return IdrSource(client(server), rendered=True, project=server.ids["project"])
 
     @pytest.fixture
     def bad_source(self, server, monkeypatch):
@@ -459,7 +557,7 @@ class TestIdrSourceKit(SourceTests):
             return route(request)
 
         monkeypatch.setattr(server, "route", answer)
-        return IdrSource(client(server), project=server.ids["project"])
+        return IdrSource(client(server), rendered=True, project=server.ids["project"])
 
     @pytest.fixture
     def bad_item_id(self, server):

@@ -8,6 +8,8 @@ pixels) → ``_omero_pixels`` (rendered planes) → ``_omero`` (OMERO.web's JSON
 
 from archivestore.sources.idr._client import (
     DEFAULT_IDR_URL,
+    IDR_FALLBACK_STORAGE_OPTIONS,
+    IDR_OLD_S3_ENDPOINT,
     IDR_S3_ENDPOINT,
     IDR_STORAGE_OPTIONS,
     IDR_ZARR_URL,
@@ -19,6 +21,6 @@ from archivestore.sources.idr._client import (
 from archivestore.sources.idr._source import IdrSource, item_from_origin
 
 __all__ = [
-    "DEFAULT_IDR_URL", "IDR_S3_ENDPOINT", "IDR_STORAGE_OPTIONS", "IDR_ZARR_URL", "Idr", "IdrSource", "PlateLayout",
-    "item_from_origin", "ref", "study_folder",
+    "DEFAULT_IDR_URL", "IDR_FALLBACK_STORAGE_OPTIONS", "IDR_OLD_S3_ENDPOINT", "IDR_S3_ENDPOINT", "IDR_STORAGE_OPTIONS",
+    "IDR_ZARR_URL", "Idr", "IdrSource", "PlateLayout", "item_from_origin", "ref", "study_folder",
 ]

@@ -22,21 +22,29 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "DEFAULT_IDR_URL", "IDR_S3_ENDPOINT", "IDR_STORAGE_OPTIONS", "IDR_ZARR_URL", "Idr", "PlateLayout", "ref",
-    "study_folder",
+    "DEFAULT_IDR_URL", "IDR_FALLBACK_STORAGE_OPTIONS", "IDR_OLD_S3_ENDPOINT", "IDR_S3_ENDPOINT",
+    "IDR_STORAGE_OPTIONS", "IDR_ZARR_URL", "Idr", "PlateLayout", "ref", "study_folder",
 ]
 
 DEFAULT_IDR_URL = "https://idr.openmicroscopy.org/"
 """The IDR's OMERO.web."""
 
-IDR_S3_ENDPOINT = "https://uk1s3.embassy.ebi.ac.uk"
-"""The S3 endpoint of IDR's public OME-Zarr bucket (``idr``), read anonymously."""
+IDR_S3_ENDPOINT = "https://livingobjects.ebi.ac.uk"
+"""The S3 endpoint of IDR's public OME-Zarr bucket (``idr``), read anonymously (since 2026; IDR's catalogue
+https://github.com/IDR/ome-ngff-samples lists every image there)."""
+
+IDR_OLD_S3_ENDPOINT = "https://uk1s3.embassy.ebi.ac.uk"
+"""Where IDR's OME-Zarr was before: the same keys, being decommissioned; some images were never migrated."""
 
 IDR_ZARR_URL = "s3://idr/zarr/v0.4/{study}/{image_id}.zarr"
 """IDR's OME-NGFF 0.4 publication of an image (a plate: ``{study}/{plate_id}.zarr``)."""
 
 IDR_STORAGE_OPTIONS: dict[str, Any] = {"anon": True, "endpoint_url": IDR_S3_ENDPOINT}
 """fsspec options that read :data:`IDR_ZARR_URL`."""
+
+IDR_FALLBACK_STORAGE_OPTIONS: tuple[dict[str, Any], ...] = ({"anon": True, "endpoint_url": IDR_OLD_S3_ENDPOINT},)
+"""Tried, in order, for an image :data:`IDR_STORAGE_OPTIONS` does not find, while IDR migrates (see
+:class:`~archivestore.sources.idr._items.ImageLoader`)."""
 
 
 def _table(records: Iterable[dict[str, Any]], *, study: bool = False) -> pd.DataFrame:

@@ -3,17 +3,21 @@
 **Where an image's pixels come from** (:class:`ImageLoader`):
 
 1. ``thumbnails``: IDR's thumbnail (default rendering, RGB, scaled), marked rendered.
-2. Otherwise, when an OME-Zarr URL template is given and not ``rendered``: the image's OME-Zarr
-   publication, read at full resolution (``level``) by :func:`archivestore.sources.ome_zarr.read_ome_zarr`,
-   raw values. An image is "published" when its group exists there (``zarr.json``, or ``.zattrs``/
-   ``.zgroup`` for NGFF 0.4); one that exists but cannot be read, or whose size is not the size IDR
-   gives, is a :class:`~archivestore.errors.BadItem`, never silently replaced.
-3. Otherwise (no template, no publication, or ``rendered``): the rendered 8-bit planes
-   (:func:`archivestore.sources.idr._omero_pixels.rendered_image`), marked ``rendered=True``;
-   ``attrs["ome_zarr"]`` says which URL had nothing when one was tried.
+2. ``rendered`` (or no OME-Zarr URL at all): the rendered 8-bit planes
+   (:func:`archivestore.sources.idr._omero_pixels.rendered_image`), marked ``rendered=True``.
+3. Otherwise the image's OME-Zarr publication, read at full resolution (``level``) by
+   :func:`archivestore.sources.ome_zarr.read_ome_zarr`, raw values: at the URL with ``storage_options``,
+   else with each of ``fallback_options`` in turn (IDR's old host while it migrates). An image is
+   "published" where its group exists (``zarr.json``, or ``.zattrs``/``.zgroup`` for NGFF 0.4). One
+   found nowhere is a :class:`~archivestore.errors.BadItem` ``no OME-Zarr at <every URL tried>``,
+   **never silently replaced** by rendered planes; one that exists but cannot be read, or whose size
+   is not the size IDR gives, is a :class:`~archivestore.errors.BadItem` too. An endpoint that cannot
+   be reached at all raises :class:`~archivestore.errors.UnreachableError` (a fallback that cannot be
+   reached only counts as not having the image).
 
 **IDR's OME-Zarr folders.** IDR publishes each study's images on its public S3 endpoint
-(``https://uk1s3.embassy.ebi.ac.uk``, bucket ``idr``, anonymous) as ``zarr/v0.4/<study>/<image id>.zarr``
+(``https://livingobjects.ebi.ac.uk``, bucket ``idr``, anonymous; formerly ``https://uk1s3.embassy.ebi.ac.uk``,
+same keys) as ``zarr/v0.4/<study>/<image id>.zarr``
 and each screen's plates as ``zarr/v0.4/<study>/<plate id>.zarr`` (fields at
 ``<row>/<column>/<field>``), where ``<study>`` is the IDR accession plus the letter of the
 experiment or screen: ``idr0062-blin-nuclearsegmentation/experimentA`` → ``idr0062A``,
@@ -31,7 +35,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from archivestore.errors import APIError, BadItem, InvalidInputError
+from archivestore.errors import APIError, BadItem, InvalidInputError, UnreachableError
 from archivestore.sources._base import ArrayImage, ArrayItem
 from archivestore.sources.idr._omero import OmeroWeb
 from archivestore.sources.idr._omero_pixels import rendered_image, thumbnail_image
@@ -42,6 +46,9 @@ PLACEHOLDERS = ("study", "idr", "image_id", "plate_id")
 """The names an OME-Zarr URL template may use."""
 
 _STUDY = re.compile(r"^(?P<idr>idr\d{4})(?:[^/]*/(?:screen|experiment)(?P<letter>[A-Za-z])\b)?", re.IGNORECASE)
+
+_DEAD_FALLBACKS: dict[str, str] = {}
+"""Fallback endpoints found unreachable in this process (IDR's old host once it is gone), with the reason."""
 
 ORIGIN_OPTIONS = ("anon", "endpoint_url")
 """The storage options an item's origin keeps (never credentials)."""
@@ -116,13 +123,38 @@ class ZarrUrls:
         return None if base is None else f"{base.rstrip('/')}/{row}/{column}/{field}"
 
 
+def shown_url(url: str, storage_options: dict[str, Any] | None) -> str:
+    """``url`` as a user would open it: an ``s3://`` URL on another endpoint as ``<endpoint>/<bucket>/<key>``."""
+    endpoint = (storage_options or {}).get("endpoint_url")
+    if endpoint and url.startswith("s3://"):
+        return f"{str(endpoint).rstrip('/')}/{url[len('s3://'):]}"
+    return url
+
+
 def _published(url: str, storage_options: dict[str, Any] | None) -> bool:
-    """Whether an OME-Zarr group exists at ``url`` (Zarr v3 ``zarr.json``, or v2 ``.zattrs``/``.zgroup``)."""
+    """Whether an OME-Zarr group exists at ``url`` (Zarr v3 ``zarr.json``, or v2 ``.zattrs``/``.zgroup``).
+
+    Raises
+    ------
+    UnreachableError
+        The endpoint cannot be reached at all (connection refused, DNS or TLS failure).
+    """
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    path = path.rstrip("/")
-    return any(fs.exists(f"{path}/{name}") for name in ("zarr.json", ".zattrs", ".zgroup"))
+    from archivestore.sources._reach import CONNECT_RETRIES, CONNECT_TIMEOUT, unreachable
+
+    options = dict(storage_options or {})
+    if url.startswith("s3://") and "config_kwargs" not in options:  # a dead endpoint: seconds, not a minute
+        options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT, "retries": {"max_attempts": CONNECT_RETRIES}}
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+        path = path.rstrip("/")
+        return any(fs.exists(f"{path}/{name}") for name in ("zarr.json", ".zattrs", ".zgroup"))
+    except Exception as exc:
+        reason = unreachable(exc)
+        if reason is None:
+            raise
+        raise UnreachableError(shown_url(url, storage_options), reason) from None
 
 
 @dataclass(frozen=True)
@@ -145,6 +177,9 @@ class ImageLoader:
         fsspec options for ``zarr_url`` (e.g. ``{"anon": True, "endpoint_url": ...}``).
     level
         The OME-Zarr resolution level (0: full resolution).
+    fallback_options
+        Other fsspec options (e.g. another endpoint) under which ``zarr_url`` is tried, in order, when
+        ``storage_options`` finds nothing.
     """
 
     idr: OmeroWeb
@@ -155,12 +190,18 @@ class ImageLoader:
     thumbnails: bool = False
     storage_options: dict[str, Any] | None = None
     level: int = 0
+    fallback_options: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def raw(self) -> bool:
+        """Whether the pixels are to come from the OME-Zarr (not rendered planes, not a thumbnail)."""
+        return bool(self.zarr_url) and not (self.rendered or self.thumbnails)
 
     @property
     def where(self) -> str:
         """Where the pixels come from, for errors."""
-        if self.zarr_url and not (self.rendered or self.thumbnails):
-            return self.zarr_url
+        if self.raw and self.zarr_url:
+            return shown_url(self.zarr_url, self.storage_options)
         return self.idr.client.url(f"webclient/imgData/{self.image}/")
 
     def __call__(self) -> ArrayImage:
@@ -168,32 +209,52 @@ class ImageLoader:
         try:
             if self.thumbnails:
                 return thumbnail_image(self.idr, self.image)
-            tried = None
-            if self.zarr_url and not self.rendered:
-                if _published(self.zarr_url, self.storage_options):
-                    return self._from_zarr()
-                tried = self.zarr_url
-            image = rendered_image(self.idr, self.image)
+            if self.raw:
+                return self._from_zarr(self._find())
+            return rendered_image(self.idr, self.image)
+        except (UnreachableError, BadItem):
+            raise
         except APIError as exc:
             raise BadItem(item, exc.url, exc.reason) from None
         except (OSError, ValueError) as exc:
             raise BadItem(item, self.where, str(exc) or type(exc).__name__) from None
-        if tried:
-            image.attrs["ome_zarr"] = {"url": tried, "found": False}
-        return image
 
-    def _from_zarr(self) -> ArrayImage:
+    def _find(self) -> dict[str, Any] | None:
+        """The storage options under which the image's OME-Zarr exists (see the module docstring)."""
+        assert self.zarr_url is not None
+        tried = []
+        for n, options in enumerate((self.storage_options, *self.fallback_options)):
+            shown = shown_url(self.zarr_url, options)
+            endpoint = str((options or {}).get("endpoint_url"))
+            if n and endpoint in _DEAD_FALLBACKS:
+                tried.append(f"{shown} (unreachable: {_DEAD_FALLBACKS[endpoint]})")
+                continue
+            try:
+                if _published(self.zarr_url, options):
+                    return options
+            except UnreachableError as exc:
+                if n == 0:
+                    raise UnreachableError(exc.url, exc.reason, item=str(self.image)) from None
+                _DEAD_FALLBACKS[endpoint] = exc.reason  # not asked again by this process
+                shown += f" (unreachable: {exc.reason})"
+            tried.append(shown)
+        raise BadItem(str(self.image), self.idr.client.url(f"webclient/?show=image-{self.image}"),
+                      f"no OME-Zarr at {', '.join(tried)} (rendered=True / --rendered takes OMERO.web's 8-bit "
+                      "rendered planes instead)")
+
+    def _from_zarr(self, options: dict[str, Any] | None) -> ArrayImage:
         from archivestore.sources.ome_zarr import read_ome_zarr
 
         assert self.zarr_url is not None
-        image = read_ome_zarr(self.zarr_url, level=self.level, storage_options=self.storage_options)
+        image = read_ome_zarr(self.zarr_url, level=self.level, storage_options=options)
         if self.size is not None:
             shape = dict(zip(image.axes, getattr(image.data, "shape", ()), strict=False))
             found = (shape.get("x"), shape.get("y"))
             if found != self.size:
                 raise ValueError(f"the OME-Zarr image is {found[0]}x{found[1]} pixels, IDR says image "
                                  f"{self.image} is {self.size[0]}x{self.size[1]} (a wrong URL template?)")
-        image.attrs.setdefault("ome_zarr", {"url": self.zarr_url, "found": True, "level": self.level})
+        image.attrs.setdefault("ome_zarr", {"url": shown_url(self.zarr_url, options), "found": True,
+                                            "level": self.level})
         return image
 
 
@@ -209,6 +270,8 @@ def image_item(loader: ImageLoader, metadata: dict[str, Any]) -> ArrayItem:
               "size": list(loader.size) if loader.size else None, "rendered": loader.rendered,
               "thumbnails": loader.thumbnails, "storage_options": origin_options(loader.storage_options),
               "level": loader.level}
+    if loader.fallback_options:
+        origin["fallback_options"] = [origin_options(o) for o in loader.fallback_options]
     return ArrayItem(id=str(loader.image), metadata=metadata, load=loader,
                      where=idr.client.url(f"webclient/?show=image-{loader.image}"), origin=origin)
 

@@ -3,7 +3,8 @@
 >>> idr = Idr()                                                                  # doctest: +SKIP
 >>> idr.screens().head()                                                         # doctest: +SKIP
 >>> idr.annotations("well", 590000)                                              # doctest: +SKIP
->>> source = IdrSource(idr, plate=2551, zarr_url=IDR_ZARR_URL, storage_options=IDR_STORAGE_OPTIONS)  # doctest: +SKIP
+>>> source = IdrSource(idr, plate=2551, zarr_url=IDR_ZARR_URL, storage_options=IDR_STORAGE_OPTIONS,
+...                    fallback_storage_options=IDR_FALLBACK_STORAGE_OPTIONS)     # doctest: +SKIP
 >>> archivestore.ingest(store, source)                                           # doctest: +SKIP
 
 **Queries**: :class:`Idr` (:mod:`archivestore.sources.idr._client`).
@@ -46,16 +47,21 @@ class IdrSource:
     images
         Image ids: these images (one IDR does not have is a problem, the others go on).
     zarr_url
-        Template of an image's OME-Zarr URL (e.g. :data:`IDR_ZARR_URL`): pixels are read from there
-        when the image is published, raw; see :class:`~archivestore.sources.idr._items.ZarrUrls`.
+        Template of an image's OME-Zarr URL (e.g. :data:`IDR_ZARR_URL`): raw pixels are read from there;
+        see :class:`~archivestore.sources.idr._items.ZarrUrls`. An image without an OME-Zarr is a
+        problem of that item (``no OME-Zarr at <URLs tried>``), never silently rendered planes.
+        Without ``zarr_url``, give ``rendered`` or ``thumbnails``.
     plate_zarr_url
         Template of a plate's OME-Zarr URL (default: ``zarr_url`` with ``{plate_id}`` for ``{image_id}``).
     rendered
-        Take OMERO.web's rendered 8-bit planes even when an OME-Zarr exists (marked ``rendered``).
+        Take OMERO.web's rendered 8-bit planes (marked ``rendered``), whether or not an OME-Zarr exists.
     thumbnails
         Take each image's thumbnail (the default rendering, RGB, scaled; marked ``rendered``): a quick preview.
     storage_options
         fsspec options for the OME-Zarr URLs (e.g. :data:`IDR_STORAGE_OPTIONS`).
+    fallback_storage_options
+        Other fsspec options (e.g. :data:`IDR_FALLBACK_STORAGE_OPTIONS`, IDR's old host) under which an
+        image's URL is tried, in order, when ``storage_options`` finds nothing.
     level
         OME-Zarr resolution level (0: full resolution).
 
@@ -68,17 +74,23 @@ class IdrSource:
     def __init__(self, idr: Idr, *, project: int | None = None, dataset: int | None = None,
                  screen: int | None = None, plate: int | None = None, images: Sequence[int] | None = None,
                  zarr_url: str | None = None, plate_zarr_url: str | None = None, rendered: bool = False,
-                 thumbnails: bool = False, storage_options: dict[str, Any] | None = None, level: int = 0) -> None:
+                 thumbnails: bool = False, storage_options: dict[str, Any] | None = None, level: int = 0,
+                 fallback_storage_options: Sequence[dict[str, Any]] = ()) -> None:
         self.containers = [(kind, as_id(value, kind)) for kind, value in
                            (("project", project), ("dataset", dataset), ("screen", screen), ("plate", plate))
                            if value is not None]
         self.images = [as_id(i, "image") for i in dict.fromkeys(images or ())]
         if not (self.containers or self.images):
             raise InvalidInputError("give a project, dataset, screen, plate or image ids")
+        if not (zarr_url or rendered or thumbnails):
+            raise InvalidInputError("give zarr_url (IDR's own: IDR_ZARR_URL with IDR_STORAGE_OPTIONS; --zarr-url idr) "
+                                    "for raw pixels, or rendered=True (--rendered) for OMERO.web's 8-bit rendered "
+                                    "planes")
         self.idr = idr
         self.urls = ZarrUrls(zarr_url, plate_zarr_url or "") if zarr_url else None
         self.rendered, self.thumbnails = bool(rendered), bool(thumbnails)
         self.storage_options = dict(storage_options or {}) or None
+        self.fallback_options = tuple(dict(o) for o in fallback_storage_options)
         self.level = int(level)
         self.problems: list[BadItem] = []
 
@@ -101,7 +113,7 @@ class IdrSource:
     def loader(self, image: int, zarr_url: str | None, size: tuple[int, int] | None) -> ImageLoader:
         """The pixel loader of one image with this source's options."""
         return ImageLoader(self.idr, image, zarr_url, size, self.rendered, self.thumbnails,
-                           self.storage_options, self.level)
+                           self.storage_options, self.level, self.fallback_options)
 
     def problem(self, item: str, where: str, reason: str) -> None:
         """Record an item that cannot be yielded."""
@@ -115,5 +127,5 @@ def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, A
     loader = ImageLoader(Idr(origin["base_url"]), int(origin.get("image", item_id)), origin.get("zarr_url"),
                          (int(size[0]), int(size[1])) if size else None, bool(origin.get("rendered")),
                          bool(origin.get("thumbnails")), origin.get("storage_options") or None,
-                         int(origin.get("level") or 0))
+                         int(origin.get("level") or 0), tuple(origin.get("fallback_options") or ()))
     return image_item(loader, metadata)

@@ -2,8 +2,9 @@
 
 One :class:`Client` per API base URL: a ``requests.Session`` whose adapter retries
 429 and 5xx answers and broken connections with urllib3's ``Retry`` (honouring
-``Retry-After``), connect/read timeouts, verification of ``Content-Length`` (a
-truncated body is fetched again, never returned), clear errors for 401/403/404
+``Retry-After``; a connection that cannot be made at all only a couple of times, then
+:class:`~archivestore.errors.UnreachableError` naming the endpoint), connect/read timeouts,
+verification of ``Content-Length`` (a truncated body is fetched again, never returned), clear errors for 401/403/404
 naming the item, Girder/cursor paging, an optional on-disk cache of metadata
 listings, and a debug log of every request with secrets redacted.
 """
@@ -24,8 +25,9 @@ from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
 from archivestore._secrets import SECRET_KEY_RE, redact
-from archivestore.errors import APIError
+from archivestore.errors import APIError, UnreachableError
 from archivestore.sources._logins import ListingCache, find_password, identity_of
+from archivestore.sources._reach import CONNECT_RETRIES, unreachable
 
 __all__ = [
     "APIError",
@@ -154,7 +156,7 @@ class Client:
         self.identity = "anonymous"
         self.retry = Retry(
             total=retries,
-            connect=retries,
+            connect=min(retries, CONNECT_RETRIES),  # an endpoint that takes no connection: seconds, not minutes
             read=retries,
             status=retries,
             other=retries,
@@ -228,6 +230,9 @@ class Client:
 
         Raises
         ------
+        UnreachableError
+            No connection could be made at all (refused, DNS, TLS; after :data:`CONNECT_RETRIES` more
+            tries, backoff included): the message names the endpoint.
         APIError
             An error answer (after retries for 429/5xx), or retries exhausted.
         """
@@ -241,6 +246,10 @@ class Client:
                 body = response.content  # read fully: urllib3 enforces Content-Length
                 self._check_length(response, body)
             except requests.exceptions.ConnectionError as exc:
+                cannot = unreachable(exc)
+                if cannot is not None:
+                    raise UnreachableError(url, f"cannot reach {_origin(url)}: {cannot}", item=item,
+                                           method=method) from None
                 if exc.args and isinstance(exc.args[0], MaxRetryError):
                     raise APIError(url, f"gave up after retries: {_reason(exc)}", item=item) from None
                 retry = self._again(retry, url, exc, item)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from archivestore.errors import APIError, NotFoundError
+from archivestore.errors import APIError, NotFoundError, UnreachableError
 from archivestore.sources._base import ArrayItem, PlateItem
 from archivestore.sources.idr._client import Idr, ref
 from archivestore.sources.idr._items import ImageLoader, ZarrUrls, image_item, study_folder
@@ -97,6 +97,8 @@ class Walker:
         try:
             images = list(self.idr.pages(f"api/v0/m/datasets/{did}/images/", item=f"dataset {did}"))
             maps = self.idr.map_annotations("image", [int(r["@id"]) for r in images])
+        except UnreachableError:
+            raise  # OMERO.web is out of reach: no walk goes on
         except APIError as exc:
             self.source.problem(f"dataset {did}", exc.url, exc.reason)
             return
@@ -117,6 +119,8 @@ class Walker:
             well_ids = sorted({well for *_, well in layout.positions.values() if well >= 0})
             well_maps = self.idr.map_annotations("well", well_ids)
             plate_map = map_values(self.idr.map_annotations("plate", [pid])[pid])
+        except UnreachableError:
+            raise  # OMERO.web is out of reach: no walk goes on
         except APIError as exc:
             self.source.problem(f"plate {pid}", exc.url, exc.reason)
             return
@@ -148,6 +152,8 @@ class Walker:
                 context, url, annotations = self._in_well(image, int(meta["wellId"]))
             else:
                 context, url, annotations = self._in_dataset(image, meta)
+        except UnreachableError:
+            raise
         except APIError as exc:
             reason = f"no such image at {self.idr.base_url}" if _missing(exc) else exc.reason
             self.source.problem(str(image), exc.url, reason)

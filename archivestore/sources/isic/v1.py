@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from archivestore.errors import InvalidInputError
+from archivestore.errors import InvalidInputError, UnreachableError
 from archivestore.sources._base import Annotation, BadItem, Item, validate_id
 from archivestore.sources._http import APIError, Client, bounded_map, find_password
 
@@ -224,6 +224,8 @@ def _loader(func: Callable[[], Any], item_id: str) -> Callable[[], Any]:
     def load() -> Any:
         try:
             return func()
+        except UnreachableError:
+            raise  # the archive is out of reach, not this item
         except APIError as exc:
             raise BadItem(item_id, exc.url, exc.reason) from None
 
@@ -292,6 +294,8 @@ class IsicStudySource:
                 record = api.image(summary["_id"], item=name)
                 seg = api.best_segmentation(summary["_id"]) if self.masks else None
                 return summary, (record, seg)
+            except UnreachableError:
+                raise
             except APIError as exc:
                 return summary, BadItem(name, exc.url, exc.reason)
 

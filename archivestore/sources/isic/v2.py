@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from archivestore.errors import InvalidInputError
+from archivestore.errors import InvalidInputError, UnreachableError
 from archivestore.sources._base import BadItem, Item, validate_id
 from archivestore.sources._http import APIError, Client
 
@@ -263,6 +263,8 @@ def _file_loader(api: IsicV2, record: dict, item_id: str, kind: str) -> Callable
     def load() -> bytes:
         try:
             return api.file_bytes(record, kind)
+        except UnreachableError:
+            raise  # the archive is out of reach, not this image
         except APIError as exc:
             raise BadItem(item_id, exc.url, exc.reason) from None
 
@@ -277,6 +279,8 @@ def item_from_origin(item_id: str, origin: dict[str, Any], metadata: dict[str, A
         try:
             api.check_token()
             return api.file_bytes(api.image(origin["isic_id"]), origin.get("file", "full"))
+        except UnreachableError:
+            raise
         except APIError as exc:
             raise BadItem(item_id, exc.url, exc.reason) from None
         except InvalidInputError as exc:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError
+from archivestore.errors import APIError, BadItem, InvalidInputError, NotFoundError, UnreachableError
 from archivestore.sources._base import SeriesItem, validate_id
 from archivestore.sources._http import Client, bounded_map
 from archivestore.sources._safezip import UnsafeZipError, ZipLimits
@@ -298,6 +298,8 @@ class _SeriesFiles:
     def __call__(self) -> list[tuple[str, bytes]]:
         try:
             return self.tcia.download(self.series, expected=self.expected)
+        except UnreachableError:
+            raise  # not this series' failure: the archive is out of reach (the ingest stops)
         except APIError as exc:
             raise BadItem(self.series, self.tcia.image_url(self.series), exc.reason) from None
         except UnsafeZipError as exc:

@@ -27,8 +27,9 @@ from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
 from archivestore._secrets import redact
-from archivestore.errors import APIError
+from archivestore.errors import APIError, UnreachableError
 from archivestore.sources._http import RETRY_STATUSES, Client, _reason
+from archivestore.sources._reach import unreachable
 from archivestore.sources._safezip import ZipLimits, dicom_members
 
 __all__ = ["fetch_dicom_zip"]
@@ -137,6 +138,9 @@ def _why(exc: BaseException) -> str:
 
 def _again(retry: Retry, url: str, exc: BaseException, item: str) -> Retry:
     """Count one more try of a download and sleep the backoff; give up when the budget is spent."""
+    cannot = unreachable(exc) if isinstance(exc, requests.exceptions.ConnectionError) else None
+    if cannot is not None:  # the adapter tried its few connection retries already
+        raise UnreachableError(url, f"cannot reach {url.split('/')[2]}: {cannot}", item=item)
     gave_up = isinstance(exc, requests.exceptions.ConnectionError) and bool(exc.args) \
         and isinstance(exc.args[0], MaxRetryError)  # the adapter spent the budget already
     try:

@@ -112,3 +112,15 @@ def test_ingest_from_an_unreachable_archive_is_one_line(dead, tmp_path, capsys):
                  "--backoff", "0", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"cannot reach {dead}" in err[0]
+
+
+def test_an_unreachable_bucket_endpoint_is_unreachable_for_an_idc_series(dead, monkeypatch):
+    pytest.importorskip("s3fs")
+    from archivestore.sources.idc import SeriesFiles
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    files = SeriesFiles("1.2.3", "s3://idc-open-data/uuid/", {"anon": True, "endpoint_url": dead})
+    with pytest.raises(UnreachableError) as caught:
+        files()
+    assert caught.value.item == "1.2.3" and f"cannot reach {dead}: connection refused" in str(caught.value)

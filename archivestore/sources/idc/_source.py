@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archivestore._secrets import redact
-from archivestore.errors import BadItem, InvalidInputError
+from archivestore.errors import BadItem, InvalidInputError, UnreachableError
 from archivestore.sources._base import SeriesItem, validate_id
+from archivestore.sources._reach import unreachable
 from archivestore.sources.idc._index import (
     EXTRA_HINT,
     REQUIRED_COLUMNS,
@@ -102,6 +103,10 @@ class SeriesFiles:
         except BadItem:
             raise
         except Exception as exc:  # s3fs/botocore raise many kinds; each is this series' failure
+            cannot = unreachable(exc)
+            if cannot is not None:  # ... but for a bucket endpoint that cannot be reached at all (issue 17)
+                endpoint = self.options.get("endpoint_url") or "the bucket's S3 endpoint"
+                raise UnreachableError(redact(self.url), f"cannot reach {endpoint}: {cannot}", item=self.uid) from None
             raise BadItem(self.uid, redact(self.url), redact(f"{type(exc).__name__}: {exc}")) from None
 
     def _fetch(self) -> list[tuple[str, bytes]]:

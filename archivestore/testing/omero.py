@@ -16,8 +16,15 @@ Routes, with the answer shapes of omero-web 5.x (:mod:`archivestore.testing._ome
   ``?well=``, ``?image=``), single objects ``.../<id>/`` (404 ``{"message": "Image 9 not found"}``), and
   ``projects/<id>/datasets/``, ``datasets/<id>/images/``, ``screens/<id>/plates/``, ``plates/<id>/wells/``
   (filtered listings: empty, not 404, under an id that does not exist).
-- ``/webclient/api/annotations/?type=map&<kind>=<id>&...`` (repeatable ids, ``page``/``limit``),
-  ``/webclient/api/plates/?id=<screen>`` (``page``/``limit``), ``/webgateway/plate/<id>/<field>/``.
+- ``/webclient/api/annotations/?type=map&<kind>=<id>&...`` (repeatable ids, ``page``/``limit``; the
+  default page holds 20,000, and, as the real server's, the order is not unique: annotations of one
+  namespace come in a different order on every request, so an offset walk past one page can skip
+  or repeat some), ``/webclient/api/plates/?id=<screen>`` (``page``/``limit``),
+  ``/webgateway/plate/<id>/<field>/`` (``layout=shrink|trim|expand``, default ``expand``: the grid
+  padded to the next standard plate size, 6/24/96/384/1536 wells; ``trim``: the plate's own rows and
+  columns).
+- The wells listing (``plates/<id>/wells/``) carries each well sample's Image without ``Pixels``,
+  as the real server loads them.
 - ``/webclient/imgData/<id>/`` (403 for an image that does not exist, as the public user gets),
   ``/webgateway/render_image/<id>/<z>/<t>/`` (a JPEG: ``c=<n>|<start>:<end>$RRGGBB,...``, ``m=g`` greyscale,
   ``q`` quality; linear maps), ``/webgateway/render_thumbnail/<id>/[<size>/]`` and the webclient's twins.
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -68,6 +76,9 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+_STANDARD_PLATES = ((2, 3), (4, 6), (8, 12), (16, 24), (32, 48))
+"""Rows and columns of the standard plates (6, 24, 96, 384, 1536 wells) a grid is expanded to."""
+
 class OmeroWebServer(FakeServer):
     """The OMERO.web routes of the IDR on 127.0.0.1 (see the module docstring).
 
@@ -98,6 +109,7 @@ class OmeroWebServer(FakeServer):
         self.wells: dict[int, FakeWell] = {}
         self.annotations: list[MapAnnotation] = []
         self.sessions: set[str] = set()
+        self._orders = 0  # counted under FakeServer's lock
         self.session_opens = 0
         self._sessions_lock = threading.Lock()
         self._ids = {kind: itertools.count(base) for kind, base in
@@ -300,7 +312,11 @@ class OmeroWebServer(FakeServer):
                 continue
             links = [a for a in self.annotations if a.kind == kind and a.parent in ids
                      and request.query.get("type") in (None, "map")]
-            links.sort(key=lambda a: (a.ns, a.id))
+            with self._lock:
+                self._orders += 1
+                shuffle = random.Random(self._orders)  # the real order is by namespace only: ties move
+            shuffle.shuffle(links)
+            links.sort(key=lambda a: a.ns or "")
             found += [a.marshal(self._parent_name(kind, a.parent)) for a in links[(page - 1) * limit:page * limit]]
         return json_answer({"annotations": found, "experimenters": [EXPERIMENTER] if found else []})
 
@@ -317,7 +333,11 @@ class OmeroWebServer(FakeServer):
             return Answer(404, b"<h1>Not Found</h1>", "text/html")
         field = _int(rest[1]) if len(rest) > 1 else 0
         plate = self.plates[pid]
-        grid: list[list[dict[str, Any] | None]] = [[None] * plate.columns for _ in range(plate.rows)]
+        rows, columns = plate.rows, plate.columns
+        if request.query.get("layout", "expand") == "expand":  # padded to a standard plate
+            rows, columns = next(((r, c) for r, c in _STANDARD_PLATES if r >= plate.rows and c >= plate.columns),
+                                 (rows, columns))
+        grid: list[list[dict[str, Any] | None]] = [[None] * columns for _ in range(rows)]
         first = None
         for well in (w for w in self.wells.values() if w.plate == pid and len(w.images) > (field or 0)):
             image = self.images[well.images[field or 0]]
@@ -327,8 +347,8 @@ class OmeroWebServer(FakeServer):
                 "author": "Public User", "date": image.acquired // 1000, "wellId": well.id, "field": field or 0,
                 "thumb_url": f"/webgateway/render_thumbnail/{image.id}/"}
         sizes = [{"x": first.sizes["SizeX"], "y": first.sizes["SizeY"], "image_id": first.id}] if first else []
-        return json_answer({"grid": grid, "collabels": labels(plate.columns, plate.column_naming),
-                            "rowlabels": labels(plate.rows, plate.row_naming), "image_sizes": sizes})
+        return json_answer({"grid": grid, "collabels": labels(columns, plate.column_naming),
+                            "rowlabels": labels(rows, plate.row_naming), "image_sizes": sizes})
 
     def _image_data(self, request: Request, rest: list[str]) -> Answer:
         oid = _int(rest[0]) if rest else None

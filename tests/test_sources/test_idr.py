@@ -449,6 +449,46 @@ def test_an_ome_zarr_of_another_size_is_a_bad_item(published):
         item.load()
 
 
+def test_a_plate_field_of_another_size_is_a_bad_item(published):
+    """The wells listing carries no Pixels: a field's size comes from imgData, and is checked as any image's."""
+    ome = pytest.importorskip("archivestore.testing.ome")
+    server, _, _, template, options = published
+    screen = server.add_screen("idr0097-other-sizes/screenD")
+    plate = server.add_plate("p", screen=screen, rows=1, columns=1)
+    server.add_well(plate, 0, 0, [pixels(13, (1, 2, 1, 8, 12))])  # 12 x 8 at IDR
+    ome.write_ome_plate(template.format(study="idr0097D", image_id=plate), version="0.4", rows=("A",),
+                        columns=("1",), wells=[("A", "1")], fields=1, shape=(2, 32, 40), storage_options=options)
+    items = list(IdrSource(client(server), plate=plate, zarr_url=template, storage_options=options))
+    field = next(i for i in items if isinstance(i, ArrayItem))
+    assert "Pixels" not in field.metadata  # as the real wells listing
+    with pytest.raises(BadItem, match="is 40x32 pixels, IDR says image .* is 12x8"):
+        field.load()
+
+
+def test_map_annotations_past_one_page_are_all_found_once(server):
+    """The real order is not unique: an offset walk past a page skips or repeats; a full page is split instead."""
+    images = server.ids["images"]
+    for k, image in enumerate(images):
+        for n in range(3):
+            server.annotate("image", image, [("Set", f"s{k}-{n}")], ns="openmicroscopy.org/x")
+    expected = {i: sorted(a.id for a in server.annotations if a.kind == "image" and a.parent == i) for i in images}
+    assert sum(map(len, expected.values())) == 17 and max(map(len, expected.values())) == 5
+    found = client(server, annotation_page=6).map_annotations("image", images)
+    assert {i: sorted(a["id"] for a in found[i]) for i in images} == expected
+
+
+def test_every_plate_grid_is_asked_trimmed(server):
+    screen = server.add_screen("idr0096-odd-plate/screenA")
+    plate = server.add_plate("odd", screen=screen, rows=3, columns=5)  # a server-default grid pads to 4 x 6
+    server.add_well(plate, 2, 4, [pixels(14, (1, 1, 1, 4, 4))])
+    idr = client(server)
+    assert idr.wells(plate)["well"].tolist() == ["C5"]
+    layout = idr.plate_layout(plate)
+    assert (layout.rows, layout.columns) == (["A", "B", "C"], ["1", "2", "3", "4", "5"])
+    grids = server.requests_to(f"webgateway/plate/{plate}/")
+    assert grids and all(query.get("layout") == "trim" for _, query, _ in grids)
+
+
 def closed_port() -> str:
     """An endpoint on 127.0.0.1 nobody listens on: connection refused at once."""
     import socket

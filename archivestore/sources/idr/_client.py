@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archivestore.errors import APIError, InvalidInputError
+from archivestore.errors import InvalidInputError
 from archivestore.sources.idr._items import study_folder
 from archivestore.sources.idr._omero import MAP_KINDS, OmeroWeb, clean_record
 
@@ -212,10 +212,7 @@ class Idr(OmeroWeb):
         rows: list[str] = []
         columns: list[str] = []
         for field in range(max(1, fields)):
-            grid = self.json(f"webgateway/plate/{plate}/{field}/", {"layout": "trim"}, item=f"plate {plate}")
-            if not isinstance(grid, dict) or not isinstance(grid.get("grid"), list):
-                raise APIError(self.client.url(f"webgateway/plate/{plate}/{field}/"), "expected a plate grid",
-                               item=f"plate {plate}")
+            grid = self.plate_grid(plate, field)
             rows, columns = [str(r) for r in grid.get("rowlabels", [])], [str(c) for c in grid.get("collabels", [])]
             for r, line in enumerate(grid["grid"]):
                 for c, cell in enumerate(line or ()):

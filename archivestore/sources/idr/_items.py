@@ -170,7 +170,8 @@ class ImageLoader:
     zarr_url
         The image's OME-Zarr URL, or ``None``.
     size
-        ``(SizeX, SizeY)`` IDR gives for the image, checked against the OME-Zarr (``None``: unknown).
+        ``(SizeX, SizeY)`` IDR gives for the image, checked against the OME-Zarr (``None``: not in the
+        record, e.g. a plate field, since the wells listing carries no Pixels: then read from ``imgData``).
     rendered, thumbnails
         Take the rendered planes, or the thumbnail, whatever else there is.
     storage_options
@@ -247,12 +248,16 @@ class ImageLoader:
 
         assert self.zarr_url is not None
         image = read_ome_zarr(self.zarr_url, level=self.level, storage_options=options)
-        if self.size is not None:
+        if self.level == 0:  # the full resolution has IDR's size
+            size = self.size
+            if size is None:  # a plate field: its size is not in the wells listing
+                known = self.idr.image_data(self.image)["size"]
+                size = (int(known["width"]), int(known["height"]))
             shape = dict(zip(image.axes, getattr(image.data, "shape", ()), strict=False))
             found = (shape.get("x"), shape.get("y"))
-            if found != self.size:
+            if found != size:
                 raise ValueError(f"the OME-Zarr image is {found[0]}x{found[1]} pixels, IDR says image "
-                                 f"{self.image} is {self.size[0]}x{self.size[1]} (a wrong URL template?)")
+                                 f"{self.image} is {size[0]}x{size[1]} (a wrong URL template?)")
         image.attrs.setdefault("ome_zarr", {"url": shown_url(self.zarr_url, options), "found": True,
                                             "level": self.level})
         return image

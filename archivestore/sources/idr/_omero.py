@@ -88,7 +88,9 @@ class OmeroWeb:
     page_size
         Records asked for per JSON API page (IDR's ``maxLimit`` is 500).
     annotation_page
-        Annotations asked for per ``webclient/api/annotations/`` page.
+        Annotations asked for per ``webclient/api/annotations/`` request (OMERO.web's default page
+        holds 20,000). Their order is not unique, so an offset walk past one page could skip or
+        repeat annotations: a full page is asked again as two requests of half the objects each.
 
     Notes
     -----
@@ -97,7 +99,7 @@ class OmeroWeb:
 
     def __init__(self, base_url: str, *, retries: int = 5, backoff_factor: float = 0.5,
                  timeout: tuple[float, float] = (10.0, 120.0), workers: int = 8, debug: bool = False,
-                 page_size: int = 500, annotation_page: int = 1000) -> None:
+                 page_size: int = 500, annotation_page: int = 20_000) -> None:
         self._options: dict[str, Any] = dict(retries=retries, backoff_factor=backoff_factor, timeout=timeout,
                                              workers=workers, debug=debug, page_size=page_size,
                                              annotation_page=annotation_page)
@@ -217,31 +219,42 @@ class OmeroWeb:
         wanted = list(found)
         parent_class = f"{kind.capitalize()}I"
         for start in range(0, len(wanted), max(1, batch)):
-            chunk = wanted[start:start + batch]
-            for annotation in self._annotation_pages({"type": "map", kind: chunk}, f"{kind} {chunk[0]}"):
+            for annotation in self._annotations_of(kind, wanted[start:start + batch]):
                 parent = (annotation.get("link") or {}).get("parent") or {}
                 if parent.get("class") == parent_class and parent.get("id") in found:
                     found[parent["id"]].append(annotation)
         return found
 
-    def _annotation_pages(self, params: Mapping[str, Any], item: str) -> Iterator[dict[str, Any]]:
-        """``webclient/api/annotations/`` page by page until a short page (or one with nothing new)."""
-        seen: set[tuple[Any, Any]] = set()
+    def _annotations_of(self, kind: str, ids: list[int]) -> Iterator[dict[str, Any]]:
+        """Every map annotation of ``ids``, each request one page (see ``annotation_page``): none skipped."""
+        item = f"{kind} {ids[0]}"
         page = 1
+        seen: set[tuple[Any, Any]] = set()
         while True:
-            answer = self.json("webclient/api/annotations/", {**params, "page": page, "limit": self.annotation_page},
-                               item=item)
-            annotations = answer.get("annotations") if isinstance(answer, dict) else None
-            if not isinstance(annotations, list):
-                raise APIError(self.client.url("webclient/api/annotations/"), "expected {'annotations': [...]}",
-                               item=item)
-            keys = [(a.get("id"), (a.get("link") or {}).get("id")) for a in annotations]
-            new = [a for a, key in zip(annotations, keys, strict=True) if key not in seen]
-            seen.update(keys)
+            annotations = self._annotation_page({"type": "map", kind: ids}, page, item)
+            if len(annotations) < self.annotation_page:  # the whole answer fitted in one page
+                yield from (a for a in annotations if _link_key(a) not in seen)
+                return
+            if len(ids) > 1:  # a full page: the rest is in no stable order; ask for half the objects at a time
+                half = len(ids) // 2
+                yield from self._annotations_of(kind, ids[:half])
+                yield from self._annotations_of(kind, ids[half:])
+                return
+            # one object with a full page of its own: pages are all there is (repeats are dropped)
+            new = [a for a in annotations if _link_key(a) not in seen]
+            seen.update(_link_key(a) for a in annotations)
             yield from new
-            if len(annotations) < self.annotation_page or not new:
+            if not new:
                 return
             page += 1
+
+    def _annotation_page(self, params: Mapping[str, Any], page: int, item: str) -> list[dict[str, Any]]:
+        answer = self.json("webclient/api/annotations/", {**params, "page": page, "limit": self.annotation_page},
+                           item=item)
+        annotations = answer.get("annotations") if isinstance(answer, dict) else None
+        if not isinstance(annotations, list):
+            raise APIError(self.client.url("webclient/api/annotations/"), "expected {'annotations': [...]}", item=item)
+        return annotations
 
     def screen_plates(self, screen: int) -> list[dict[str, Any]]:
         """The plates of a screen as the webclient lists them (``id``, ``name``, ``childCount``, ...)."""
@@ -263,8 +276,11 @@ class OmeroWeb:
             page += 1
 
     def plate_grid(self, plate: int, field: int = 0) -> dict[str, Any]:
-        """The well grid of one field (``rowlabels``, ``collabels``, ``grid`` of cells or ``None``)."""
-        grid = self.json(f"webgateway/plate/{int(plate)}/{int(field)}/", item=f"plate {plate}")
+        """The well grid of one field (``rowlabels``, ``collabels``, ``grid`` of cells or ``None``).
+
+        Asked with ``layout=trim`` (the server's default ``expand`` pads the grid to a standard plate).
+        """
+        grid = self.json(f"webgateway/plate/{int(plate)}/{int(field)}/", {"layout": "trim"}, item=f"plate {plate}")
         if not isinstance(grid, dict) or not isinstance(grid.get("grid"), list):
             raise APIError(self.client.url(f"webgateway/plate/{plate}/{field}/"), "expected a plate grid",
                            item=f"plate {plate}")
@@ -298,6 +314,11 @@ class OmeroWeb:
         """The image's thumbnail (its default rendering, longest side ``size``, OMERO.web's default 96) as a JPEG."""
         path = f"webgateway/render_thumbnail/{int(image)}/" + (f"{int(size)}/" if size else "")
         return self.get(path, item=str(image)).content
+
+
+def _link_key(annotation: dict[str, Any]) -> tuple[Any, Any]:
+    """An annotation's identity in a listing: the annotation and its link (one per object it is on)."""
+    return annotation.get("id"), (annotation.get("link") or {}).get("id")
 
 
 def _number(value: Any) -> str:

@@ -270,6 +270,9 @@ class Client:
             if status in RETRY_STATUSES:
                 hint = "gave up after retries"
             reason = f"HTTP {status} {response.reason or ''}".strip() + (f": {hint}" if hint else "")
+            said = _server_message(response)
+            if said:
+                reason += f" (the server says: {said})"
             raise APIError(url, reason, status=status, item=item, method=method)
         return response
 
@@ -388,6 +391,18 @@ class Client:
 
 class _Truncated(IOError):
     pass
+
+
+def _server_message(response: requests.Response) -> str | None:
+    """The ``message`` (or ``detail``) of a JSON error answer, e.g. ISIC's ``Could not parse search query.``."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    said = body.get("message") or body.get("detail") if isinstance(body, dict) else None
+    return " ".join(said.split())[:300] if isinstance(said, str) and said.strip() else None
 
 
 def _reason(exc: BaseException) -> str:

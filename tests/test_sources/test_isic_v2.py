@@ -31,7 +31,7 @@ def records():
 
 
 def test_validate_query_catches_obvious_mistakes():
-    good = 'diagnosis_3:"Melanoma Invasive" AND age_approx:[10 TO 30] AND NOT sex:male'
+    good = 'diagnosis_3:"Melanoma Invasive" AND age_approx:[10 TO 30] AND -sex:male'
     assert validate_query(good) == good
     assert validate_query(None) == ""
     for bad, reason in [
@@ -40,11 +40,23 @@ def test_validate_query_catches_obvious_mistakes():
         ("age_approx:[10 TO 30", r"unbalanced \[\]"),
         ("(sex:male OR sex:female", r"unbalanced \(\)"),
         ("sex:male and age_approx:50", "lower-case 'and'"),
+        ("sex:male AND NOT age_approx:50", "no NOT; negate a term with -field:value"),
         ("sex=male", "field:value"),
     ]:
         with pytest.raises(ValueError, match=reason):
             validate_query(bad)
     assert validate_query('diagnosis_3:"it\'s and=fine"')  # inside quotes anything goes
+    assert validate_query("sex:male not_a_field:x") and validate_query('diagnosis_3:"NOT this"')
+
+
+def test_a_query_the_archive_cannot_parse_shows_its_message(records):
+    with V2Server(records) as server:
+        with pytest.raises(APIError) as caught:
+            list(_api(server).search("sex AND age_approx:50"))  # passes the local check, not the parser
+    assert caught.value.status == 400 and "the server says: Could not parse search query." in str(caught.value)
+    with V2Server(records) as server:
+        assert [r["isic_id"] for r in _api(server).search("-sex:male")] == [
+            r["isic_id"] for r in records if r["public"] and r["metadata"]["clinical"]["sex"] != "male"]
 
 
 def test_strip_signed_urls_keeps_sizes():

@@ -42,8 +42,10 @@ def validate_query(query: str | None) -> str:
 
     The archive's Lucene-like syntax is passed through as is; this catches what
     would otherwise give a confusing answer: single quotes, unbalanced double
-    quotes, parentheses or brackets, lower-case ``and``/``or``/``not`` between
-    terms, and ``field=value`` instead of ``field:value``.
+    quotes, parentheses or brackets, lower-case ``and``/``or`` between terms (the
+    operators are upper-case ``AND``, ``OR``, ``TO``), ``NOT`` (there is none: a term
+    is negated as ``-field:value``), and ``field=value`` instead of ``field:value``.
+    A query the archive still cannot parse is its 400 answer, whose message is shown.
 
     Raises
     ------
@@ -66,9 +68,12 @@ def validate_query(query: str | None) -> str:
                 break
         if depth != 0:
             raise ValueError(f"unbalanced {opening}{closing} in query {query!r}")
-    lowered = re.search(r"(?<=\s)(and|or|not)(?=\s)", outside)
+    lowered = re.search(r"(?<=\s)(and|or)(?=\s)", outside)
     if lowered:
-        raise ValueError(f"lower-case {lowered.group(1)!r} in query {query!r}: boolean operators are AND, OR, NOT")
+        raise ValueError(f"lower-case {lowered.group(1)!r} in query {query!r}: the operators are AND, OR "
+                         "(negate a term with -field:value)")
+    if re.search(r"(?<![\w-])NOT(?![\w-])", outside):
+        raise ValueError(f"NOT in query {query!r}: the archive's syntax has no NOT; negate a term with -field:value")
     if re.search(r"[A-Za-z0-9_]\s*==?\s*[\w\"]", outside):
         raise ValueError(f"'=' in query {query!r}: write field:value")
     return query

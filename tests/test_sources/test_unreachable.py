@@ -107,9 +107,14 @@ def test_query_commands_print_one_line_and_exit_2(dead, capsys, argv):
     assert len(err) == 1 and f"cannot reach {dead}: connection refused" in err[0]
 
 
-def test_ingest_from_an_unreachable_archive_is_one_line(dead, tmp_path, capsys):
-    code = main(["ingest", "isic", "--store", str(tmp_path / "s.zarr"), "--base-url", dead + "/api/v2/",
-                 "--backoff", "0", "--no-progress"])
+@pytest.mark.parametrize("argv", [
+    ["ingest", "isic"],
+    ["ingest", "tcia", "--collection", "X"],
+    ["ingest", "idr", "--dataset", "1", "--rendered"],
+])
+def test_ingest_from_an_unreachable_archive_is_one_line(dead, tmp_path, capsys, argv):
+    code = main([*argv, "--store", str(tmp_path / "s.zarr"), "--base-url", dead + "/api/", "--backoff", "0",
+                 "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"cannot reach {dead}" in err[0]
 

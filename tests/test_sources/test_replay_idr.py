@@ -123,3 +123,37 @@ def test_idr_catalogue_paths_follow_the_study_rule_on_the_client_host(real):
             urls.image_url(object_id, name)
         assert shown_url(built, IDR_STORAGE_OPTIONS) == path
     assert len(v04) - len(other) == 21 and all(not p.split("/")[-1].split(".")[0].isdigit() for p in other)
+
+
+ANNOTATIONS = "idr/webclient_api_annotations_map_image122770_printed.txt"
+
+KEYS = ("Cell Line", "Gene Identifier URL", "Gene Identifier", "Gene Symbol", "Analysis Gene Annotation Build",
+        "Gene Annotation Comments", "Organism", "Phenotype Term Accession URL", "Phenotype Term Accession",
+        "Phenotype Term Name", "Phenotype Annotation Level", "Phenotype", "siRNA Identifier",
+        "siRNA Pool Identifier", "siRNA Catalog Number", "Sense Sequence", "Channels", "Overall Hit Gene Consensus",
+        "Has Phenotype")
+"""The keys of the printed pairs, read off the recording: it prints ``key value`` with one space, and keys hold
+spaces, so a line is split at the longest of these that starts it."""
+
+
+def test_the_real_map_annotations_of_an_image_keep_every_repeated_key(real):
+    """A printed listing of one image's pairs; how they were grouped into annotations is not printed, so they
+    are served here as one annotation."""
+    pairs = []
+    for line in (real / ANNOTATIONS).read_text().splitlines():
+        key = max((k for k in KEYS if line.startswith(k + " ")), key=len)
+        pairs.append([key, line[len(key) + 1:]])
+    assert len(pairs) == 68
+    with OmeroWebServer() as server:
+        image = server.add_image(np.zeros((1, 1, 1, 2, 2), np.uint16),
+                                 dataset=server.add_dataset("d", project=server.add_project("p")))
+        server.annotate("image", image, [tuple(p) for p in pairs], ns="openmicroscopy.org/mapr/gene")
+        idr = Idr(server.url, backoff_factor=0.0)
+        table = idr.annotations("image", image)
+        from archivestore.sources.idr._omero import map_values
+
+        values = map_values(idr.map_annotations("image", [image])[image])
+    assert table[["key", "value"]].values.tolist() == pairs  # every pair, in order
+    phenotypes = [v for k, v in pairs if k == "Phenotype"]
+    assert len(phenotypes) == 14 and values["Phenotype"] == phenotypes  # a repeated key keeps all its values
+    assert values["Gene Symbol"] == "ECT2" and values["Cell Line"] == "HeLa"

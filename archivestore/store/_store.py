@@ -94,6 +94,9 @@ def open_store(
     version = int(str(marker.get("layout", 1))) if isinstance(marker, dict) else 1
     if version > LAYOUT_VERSION:
         raise InvalidInputError(f"{url} has store layout {version}; this archivestore reads up to {LAYOUT_VERSION}")
+    if isinstance(marker, dict) and "upgrading" in marker:
+        raise InvalidInputError(f"the upgrade of {url} to layout {marker['upgrading']} did not finish; "
+                                f"run 'archivestore upgrade {url}' again")
     store = Store(url, zstore, root, mode=mode, storage_options=storage_options, layout=Layout(version))
     if mode == "a":
         for name in store.layout.top_groups:

@@ -112,10 +112,10 @@ def test_weird_names_through_analyses(named_store, tmp_path):
     assert sel.ids == [IDS["ISIC_0000004"]]
 
 
+@pytest.mark.parametrize("store_url", ["local"], indirect=True)  # the other stores share its code path
 def test_weird_names_on_the_command_line(named_store, capsys, tmp_path):
     url = named_store.url
-    if "://" in url:
-        pytest.skip("the command line is checked on the local store (the other stores share its code path)")
+    assert "://" not in url
     assert main(["info", url, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert list(info["studies"]) == [STUDY]

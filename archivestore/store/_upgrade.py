@@ -85,7 +85,7 @@ def upgrade(url: str | os.PathLike[str], storage_options: Mapping[str, Any] | No
     StoreNotFoundError
         If there is no store at ``url``.
     InvalidInputError
-        If a writer holds a live lease on the store, the store is of a newer layout, or a
+        If it is not an archivestore store, a writer holds a live lease on it, it is of a newer layout, or a
         group's layout-3 name is taken by another group (nothing of that group is moved).
     """
     from archivestore.store._store import _zarr_store
@@ -98,6 +98,9 @@ def upgrade(url: str | os.PathLike[str], storage_options: Mapping[str, Any] | No
         raise StoreNotFoundError(f"no archivestore store at {url}") from None
     found = root.attrs.get(MARKER)
     marker: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    if not marker and not all(name in root for name in (Layout.IMAGES, Layout.METADATA)):
+        # layout-1 stores may lack the marker, but they have these groups; anything else is not ours
+        raise InvalidInputError(f"{url} is not an archivestore store (no 'archivestore' attribute at its root)")
     version = int(str(marker.get("layout", 1)))
     report = UpgradeReport(url, version)
     if version > LAYOUT_VERSION:
@@ -149,7 +152,9 @@ def _children(zstore: Any, path: str) -> list[str]:
 def _move_children(zstore: Any, parent: str, old: Layout, resuming: bool) -> list[tuple[str, str]]:
     """Move each child of ``parent`` whose layout-3 node name differs; return the moves."""
     moved = []
-    for node in _children(zstore, parent):
+    # old nodes that start with "_x" (plain names in layouts 1 and 2) move first: another name's
+    # layout-3 node may be what they are called now
+    for node in sorted(_children(zstore, parent), key=lambda n: not n.startswith(ESCAPE_MARK)):
         try:
             name = old.name(node)
         except UnicodeDecodeError:
@@ -262,9 +267,13 @@ def _upgrade_table(zstore: Any, root: zarr.Group, path: str, row: str) -> list[t
             return []
         group.attrs[STATE_KEY] = {**state, "renaming": plan}
     existing = set(_children(zstore, path))
-    for name, new in plan.items():
-        if name in existing:
-            _move_array(zstore, f"{path}/{name}", f"{path}/{new}")
+    pending = {name: new for name, new in plan.items() if name in existing}
+    while pending:  # a variable whose new name another still holds waits for that one to move
+        ready = [name for name, new in pending.items() if new not in pending]
+        if not ready:
+            raise InvalidInputError(f"{path}: the renames {pending} wait on each other")
+        for name in ready:
+            _move_array(zstore, f"{path}/{name}", f"{path}/{pending.pop(name)}")
     fields_arr = array(group, "field")
     fields = [str(v) for v in np.asarray(fields_arr[:])]
     fields_arr[:] = np.array([plan.get(f, f) for f in fields], dtype=str)

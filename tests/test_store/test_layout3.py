@@ -203,3 +203,28 @@ def test_upgrade_refuses_while_a_writer_holds_a_lease(sample_dirs, tmp_path, cap
         assert "being written" in capsys.readouterr().err
     assert open_store(path).layout.version == 2  # untouched
     assert json.loads((Path(path) / "zarr.json").read_text())["attributes"]["archivestore"] == {"layout": 2}
+
+
+def test_upgrade_when_an_old_plain_name_is_a_new_escaped_one(tmp_path):
+    # layout 2 kept "_xmodel_20v2.0" as it is; in layout 3 that is the node of "model v2.0"
+    path = str(tmp_path / "old.zarr")
+    zarr.open_group(path, mode="w", zarr_format=3, attributes={"archivestore": {"layout": 2}})
+    store = open_store(path, mode="a")
+    for name in ("model v2.0", "_xmodel_20v2.0"):
+        store.ensure_group(store.layout.rater(name), name)
+    store.append_tables({"a b": {"field": 1, "_xfield": 2}})
+    report = upgrade(path)
+    assert ("metadata/_xfield", "metadata/_x_5Fxfield") in report.renamed
+    new = open_store(path)
+    assert new.mask_raters() == sorted(["model v2.0", "_xmodel_20v2.0"])
+    assert sorted(n for n, _ in new.root["masks"].groups()) == ["_x_5Fxmodel_5F20v2.0", "_xmodel_20v2.0"]
+    assert new.metadata_records() == {"a b": {"field": 1, "_xfield": 2}}
+
+
+def test_upgrade_leaves_other_zarr_hierarchies_alone(tmp_path, capsys):
+    path = tmp_path / "other.zarr"
+    zarr.open_group(str(path), mode="w", zarr_format=3).create_group("Hidden Study")
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    assert main(["upgrade", str(path)]) == 2
+    assert "not an archivestore store" in capsys.readouterr().err
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before

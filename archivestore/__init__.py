@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from archivestore import sources
     from archivestore._ingest import IngestReport, ingest
-    from archivestore.store import Store, open_store
+    from archivestore.store import Store, open_store, upgrade
 
 __version__ = "0.1.0"
 
@@ -28,10 +28,11 @@ _EXPORTS: dict[str, str] = {
     "ingest": "archivestore._ingest",
     "open_store": "archivestore.store",
     "sources": "archivestore.sources",
+    "upgrade": "archivestore.store",
 }
 """Public name → the module that defines it (a name that is itself a submodule maps to that module)."""
 
-__all__ = ["IngestReport", "Store", "ingest", "open_store", "sources"]
+__all__ = ["IngestReport", "Store", "ingest", "open_store", "sources", "upgrade"]
 
 
 def __getattr__(name: str) -> Any:

@@ -76,6 +76,21 @@ def _grouped(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return out
 
 
+def _beyond_isic_cli(frame: pd.DataFrame) -> set[str]:
+    """Fields of records that are not ISIC API records (challenge CSVs, other archives): every
+    field with a value in a row without the API's ``metadata``/``meta`` object.
+
+    isic-cli's ``metadata.csv`` describes API records only (their clinical and acquisition
+    leaves); a challenge record's ``clinical.*`` and ``ground_truth.*`` would otherwise be lost.
+    """
+    api = [name for name in frame.columns if name.startswith(("metadata.", "meta."))]
+    others = ~frame[api].notna().any(axis=1) if api else pd.Series(True, index=frame.index)
+    if not others.any():
+        return set()
+    present = frame.loc[others].notna().any(axis=0)
+    return {str(name) for name, has in present.items() if has}
+
+
 def metadata_table(
     source: Any,
     ids: Iterable[str] | None = None,
@@ -97,15 +112,18 @@ def metadata_table(
         columns, renamed. An archive name is a column of the default table
         (``isic_id``, ``age_approx``, ...) or a dotted metadata path.
     all_fields
-        Append every other leaf by its dotted path.
+        Append every other leaf of API records too, by its dotted path.
 
     Returns
     -------
     DataFrame of objects; missing values are ``""``. Without ``keys`` the columns
     are isic-cli's: ``isic_id, attribution, copyright_license``, then the sorted
     union of the clinical and acquisition leaf keys (``metadata.clinical.*`` of
-    v2 records, ``meta.clinical.*`` of v1). ``isic_id`` falls back to the v1
-    ``name`` and the image id, ``copyright_license`` to ``dataset.license``.
+    v2 records, ``meta.clinical.*`` of v1), then every leaf of the records that
+    are not API records by its dotted path (a challenge store's ``clinical.sex``,
+    ``ground_truth.melanoma``, ...: isic-cli has no columns for them). ``isic_id``
+    falls back to the v1 ``name`` and the image id, ``copyright_license`` to
+    ``dataset.license``.
     """
     frame = _frame(source, ids)
     base = _base(frame)
@@ -127,11 +145,12 @@ def metadata_table(
         if unknown:
             raise KeyError(f"unknown archive keys: {', '.join(map(repr, unknown))}")
         columns = chosen
-    elif all_fields:
+    else:
         used = {name for name in frame.columns if name.startswith(_GROUPS)}
         used |= {c for cands in _FALLBACKS.values() for c in cands}
+        own = _beyond_isic_cli(frame)
         for name in frame.columns:
-            if name not in used and name not in columns:
+            if name not in used and name not in columns and (all_fields or name in own):
                 columns[name] = frame[name].astype(object)
     table = pd.DataFrame(columns, index=frame.index)
     return table.astype(object).where(table.notna(), "")

@@ -1,22 +1,29 @@
-"""The store layout as code: group paths, name escaping, chunk shapes, codecs, versions.
+"""The store layout as code: group paths, name mapping, chunk shapes, codecs, versions.
 
 This is the README's "store layout" contract. No other module spells a store path:
 they ask a :class:`Layout` (``store.layout``) for it.
 
-**Names from archives become node names one documented way.** A study, rater, image
-id, collection or series name may hold ``/``, ``..``, spaces and any Unicode. Its
-node name is its UTF-8 percent-encoding (RFC 3986) of every character except
-``A-Z a-z 0-9 - _ .`` — the characters Zarr v3 recommends for node names — so
-``Hidden Study: Globules & Network / Agreement`` is stored as
-``Hidden%20Study%3A%20Globules%20%26%20Network%20%2F%20Agreement``. A name made only
-of periods (``.``, ``..``) has its periods encoded (``%2E``), and a leading ``__``
-(reserved by Zarr) becomes ``%5F_``. ``urllib.parse.unquote`` gives the name back,
-and the group keeps the original in its ``_archivestore`` attribute (``name``).
-Names that need no escaping (``ISIC_0000000``, DICOM UIDs, ``ISIC-2017_Part2``)
-are stored as they are.
+**Names from archives become node names one documented way** (layout 3). A study,
+rater, image id, collection or series name may hold ``/``, ``..``, spaces, ``%`` and any
+Unicode, but a node name holds only ``A-Z a-z 0-9 - _ .`` — the characters Zarr v3
+recommends, the ones every HTTP server, bucket and browser reader serves as they are.
+A name made only of those characters, not only of periods, and not starting with
+``__`` (reserved by Zarr) or ``_x`` (the mark of an escaped name) is its own node name:
+``ISIC_0000000``, DICOM UIDs, ``ISIC-2017_Part2``, ``model_v2.0``. Every other name is
+``_x`` followed by its UTF-8 bytes, ``A-Z a-z 0-9 - .`` as they are and every other byte
+as ``_`` and two upper-case hex digits (percent-encoding with ``_`` for ``%``)::
 
-Layout 1 (stores written before escaping) used names as given; such stores are
-read and appended with their own naming.
+    Hidden Study: Globules & Network / Agreement -> _xHidden_20Study_3A_20Globules_20_26_20Network_20_2F_20Agreement
+    model v2.0 -> _xmodel_20v2.0        ..  -> _x..        _x1 -> _x_5Fx1
+
+The mapping is one-to-one (an escaped node always starts with ``_x``, a plain one never
+does) and its inverse is ``unquote(node[2:].replace("_", "%"))`` for nodes starting with
+``_x``, the node itself otherwise (:func:`unescape_name`). Each group keeps the original
+name in its ``_archivestore`` attribute (``name``).
+
+Older layouts are read and appended with their own naming: layout 2 percent-encoded
+(``Hidden%20Study%3A...``: HTTP servers and browser readers decode the ``%`` and miss the
+group), layout 1 used names as given. ``archivestore upgrade`` moves them to layout 3.
 """
 
 from __future__ import annotations
@@ -45,15 +52,20 @@ __all__ = [
     "Layout",
     "compressors",
     "escape_name",
+    "escape_key",
+    "ESCAPE_MARK",
+    "percent_name",
     "study_compressors",
     "tile_chunks",
     "tile_shards",
+    "unescape_key",
     "unescape_name",
+    "variable_name",
     "volume_chunks",
     "volume_compressors",
 ]
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 """The layout this version writes into new stores (root attribute ``archivestore.layout``)."""
 
 GROUND_TRUTH = "ground_truth"
@@ -92,6 +104,10 @@ faster on photographs only at 17-79 % more bytes, and 1.1-6x larger on superpixe
 """
 
 _UNRESERVED = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+ESCAPE_MARK = "_x"
+"""The prefix of every escaped node name (layout 3); no plain node name starts with it."""
 
 
 def compressors(kind: str | None = None) -> tuple[BytesBytesCodec, ...]:
@@ -133,14 +149,82 @@ def study_compressors() -> tuple[BytesBytesCodec, ...]:
     return (BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),)
 
 
-def escape_name(name: str) -> str:
-    """The node name of an archive name (see the module docstring); ``ValueError`` if empty.
+def _hex(name: str, keep: bytes) -> str:
+    """``_x`` and the UTF-8 bytes of ``name``: letters, digits and ``keep`` as they are, others ``_XX``."""
+    return ESCAPE_MARK + "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() or b in keep else f"_{b:02X}"
+                                 for b in name.encode("utf-8", errors="strict"))
 
+
+def _unhex(node: str) -> str:
+    """The inverse of :func:`_hex` (``node`` starts with ``_x``)."""
+    return unquote(node[len(ESCAPE_MARK):].replace("_", "%"), encoding="utf-8", errors="strict")
+
+
+def escape_name(name: str) -> str:
+    """The node name of an archive name (layout 3, see the module docstring).
+
+    >>> escape_name("ISIC_0000000"), escape_name("1.2.840.10008.5.1.4")
+    ('ISIC_0000000', '1.2.840.10008.5.1.4')
     >>> escape_name("Hidden Study: Globules & Network / Agreement")
-    'Hidden%20Study%3A%20Globules%20%26%20Network%20%2F%20Agreement'
-    >>> escape_name("..")
-    '%2E%2E'
+    '_xHidden_20Study_3A_20Globules_20_26_20Network_20_2F_20Agreement'
+    >>> escape_name("model v2.0"), escape_name(".."), escape_name("Ω")
+    ('_xmodel_20v2.0', '_x..', '_x_CE_A9')
+
+    Raises
+    ------
+    InvalidInputError
+        If ``name`` is not a non-empty string.
     """
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"a name must be a non-empty string, not {name!r}")
+    if _UNRESERVED.match(name) and name.strip(".") and not name.startswith(("__", ESCAPE_MARK)):
+        return name
+    return _hex(name, b"-.")
+
+
+def unescape_name(node: str) -> str:
+    """The archive name of a layout-3 node name (inverse of :func:`escape_name`)."""
+    return _unhex(node) if node.startswith(ESCAPE_MARK) else node
+
+
+def escape_key(key: str) -> str:
+    """One key of a metadata field's key path as part of its variable name (layout 3).
+
+    Like :func:`escape_name`, with ``.`` escaped too (it joins the keys of a path) and the
+    empty key allowed (``_x``): ``clinical`` stays, ``diagnosis/impression`` becomes
+    ``_xdiagnosis_2Fimpression``, ``a.b`` becomes ``_xa_2Eb``.
+    """
+    if _KEY.match(key) and not key.startswith(("__", ESCAPE_MARK)):
+        return key
+    return _hex(key, b"-")
+
+
+def unescape_key(part: str) -> str:
+    """The key of one part of a layout-3 variable name (inverse of :func:`escape_key`)."""
+    return _unhex(part) if part.startswith(ESCAPE_MARK) else part
+
+
+def variable_name(path: tuple[str, ...], reserved: tuple[str, ...] = ()) -> str:
+    """The variable name of a metadata field's key path in a layout-3 table: its keys by
+    :func:`escape_key`, joined by ``.``.
+
+    A one-key path whose name would be one of the table's own arrays (``reserved``:
+    ``image``, ``field``, ``field_state``) is written escaped (``field`` -> ``_xfield``),
+    so a record key never collides with a coordinate. One-to-one: splitting at ``.`` and
+    :func:`unescape_key` give the path back.
+
+    >>> variable_name(("meta", "clinical", "diagnosis")), variable_name(("field",), ("image", "field"))
+    ('meta.clinical.diagnosis', '_xfield')
+    """
+    if not path:
+        raise InvalidInputError("a metadata field needs a key path")
+    name = ".".join(escape_key(k) for k in path)
+    return _hex(path[0], b"-") if name in reserved else name
+
+
+def percent_name(name: str) -> str:
+    """The node name of an archive name in a layout-2 store: UTF-8 percent-encoding (RFC 3986) of every
+    character but ``A-Z a-z 0-9 - _ .``, ``%2E`` for names of periods only, ``%5F_`` for a leading ``__``."""
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"a name must be a non-empty string, not {name!r}")
     if _UNRESERVED.match(name) and name.strip(".") and not name.startswith("__"):
@@ -151,11 +235,6 @@ def escape_name(name: str) -> str:
     if out.startswith("__"):
         out = "%5F" + out[1:]
     return out
-
-
-def unescape_name(node: str) -> str:
-    """The archive name of a node name (inverse of :func:`escape_name`)."""
-    return unquote(node, encoding="utf-8", errors="strict")
 
 
 def _raw_name(name: str) -> str:
@@ -242,11 +321,26 @@ class Layout:
 
     def node(self, name: str) -> str:
         """The node name of an archive name in this layout."""
-        return escape_name(name) if self.version >= 2 else _raw_name(name)
+        if self.version >= 3:
+            return escape_name(name)
+        return percent_name(name) if self.version == 2 else _raw_name(name)
 
     def name(self, node: str) -> str:
         """The archive name of a node name in this layout."""
-        return unescape_name(node) if self.version >= 2 else node
+        if self.version >= 3:
+            return unescape_name(node)
+        return unquote(node, encoding="utf-8", errors="strict") if self.version == 2 else node
+
+    def member(self, name: str) -> str:
+        """The array name of a name from an archive inside a group (a microscopy label image):
+        :meth:`node` in layout 3, the name as given in older layouts (which wrote it so)."""
+        return escape_name(name) if self.version >= 3 else _raw_name(name)
+
+    @property
+    def named_groups(self) -> tuple[str, ...]:
+        """The groups whose children are named by :meth:`node` (``masks/<rater>`` below ``masks`` too);
+        ``archivestore upgrade`` moves their children. A new kind of named group is added here."""
+        return (self.IMAGES, self.MASKS, self.STUDIES, self.SERIES, self.SEGMENTATIONS, self.PLATES)
 
     def image(self, image_id: str) -> str:
         """``images/<id>``: the image, its superpixels and the ground-truth masks."""

@@ -11,6 +11,9 @@ attribute masks, from the sample generator.
   (zarr checks the parents and the path of each), the attributes last; decoded arrays
   are given, so only the writing is timed. Its checks of the parent groups (``zarr.json``
   of the root and of ``images``) are requests for each image too, outside the image's keys.
+  It opens the bucket with the same s3fs options archivestore gives itself
+  (``BUCKET_DEFAULTS``: ``max_concurrency=1``, adaptive retries), so the comparison is of
+  the writing, not of s3fs's HEAD before each GET.
 - archivestore: ``ingest`` of the same images (decoding included), threads.
 
 Run::
@@ -45,6 +48,7 @@ from fakes.s3 import ENV, local_s3_server  # noqa: E402
 from archivestore import ingest, open_store  # noqa: E402
 from archivestore.imaging import encode_superpixels_rgb  # noqa: E402
 from archivestore.sources import Item  # noqa: E402
+from archivestore.store._store import BUCKET_DEFAULTS  # noqa: E402
 from archivestore.testing.sample import jpeg, voronoi_superpixels  # noqa: E402
 
 H, W = 767, 1022
@@ -114,6 +118,7 @@ def measure(side: str, proxy: FaultyProxy, images: list, workers: int) -> tuple[
     url = f"s3://bench-requests/{side.replace(' ', '-')}.zarr"
     options = {"endpoint_url": proxy.url}
     store = open_store(url, mode="a", storage_options=options) if side == "archivestore" else None
+    options = {**BUCKET_DEFAULTS["s3"], **options}  # what open_store gives itself: the baseline gets it too
     proxy.requests.clear()
     t0 = time.perf_counter()
     if store is None:
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(f"machine: {c.machine()}")
     print(c.load_note())
+    print(f"s3fs options of both sides: {BUCKET_DEFAULTS['s3']} and the proxy's endpoint_url")
     images = make_images(args.images, args.features)
     os.environ.update(ENV)
     with local_s3_server() as upstream, FaultyProxy(upstream, share=0.0, delay=args.latency) as proxy:

@@ -21,7 +21,8 @@ Measured in one run, on the same in-memory Datasets:
 - **one read of every voxel** (for reference): ``np.count_nonzero`` of every labels array once,
   one thread: what reading the masks alone costs, a floor for any exact method.
 
-All three agree (checked to 1e-9). With ``--from-store`` the same figures are also taken with the
+Every side runs ``--repeat`` times, interleaved round by round, and each is reported by its
+median (wall and CPU). All three agree (checked to 1e-9). With ``--from-store`` the same figures are also taken with the
 segmentations read from a Zarr store on disk (chunks of the layout: 1 segment x 16 slices),
 the baseline reading each segmentation with ``.values`` before its loop.
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -159,22 +161,32 @@ def clock(fn: Callable[[], object]) -> tuple[float, float, object]:
 
 
 def measure(label: str, groups: Mapping[str, Sequence[xr.Dataset]], repeat: int) -> float:
-    runs = []
+    """Each side ``repeat`` times, interleaved (one call of each per round, so a change of load falls on
+    all of them alike), reported by the same statistic: the median wall and CPU seconds."""
+    sides: dict[str, Callable[[], object]] = {
+        "archivestore": lambda: segmentation_overlap(groups, threshold=THRESHOLD).compute(scheduler="threads"),
+        "plain": lambda: plain_loop(groups),
+        "tuned": lambda: tuned_loop(groups),
+        "floor": lambda: [np.count_nonzero(seg["labels"].values) for segs in groups.values() for seg in segs],
+    }
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+    results: dict[str, object] = {}
     for _ in range(repeat):
-        runs.append(clock(lambda: segmentation_overlap(groups, threshold=THRESHOLD).compute(scheduler="threads")))
-    wall, cpu, ours = min(runs, key=lambda r: r[0])
-    base_wall, base_cpu, base = clock(lambda: plain_loop(groups))
-    tuned_wall, tuned_cpu, tuned = clock(lambda: tuned_loop(groups))
-    floor_wall, floor_cpu, _ = clock(lambda: [np.count_nonzero(seg["labels"].values)
-                                              for segs in groups.values() for seg in segs])
+        for k, fn in sides.items():
+            wall_k, cpu_k, results[k] = clock(fn)
+            runs[k].append((wall_k, cpu_k))
+    med = {k: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for k, r in runs.items()}
+    (wall, cpu), (base_wall, base_cpu) = med["archivestore"], med["plain"]
+    (tuned_wall, _), (floor_wall, floor_cpu) = med["tuned"], med["floor"]
+    ours, base, tuned = results["archivestore"], results["plain"], results["tuned"]
     assert isinstance(ours, xr.Dataset) and isinstance(base, dict) and isinstance(tuned, dict)
     err = max(largest_difference(ours, base), largest_difference(ours, tuned))
-    print(f"[{label}]")
+    print(f"[{label}] medians of {repeat} interleaved runs of each; {load_note()}")
     print(f"  plain numpy loop:        {base_wall:7.2f} s wall, {base_cpu:7.2f} s CPU ({len(base)} pair-segments)")
-    print(f"  tuned numpy loop:        {tuned_wall:7.2f} s wall, {tuned_cpu:7.2f} s CPU")
+    print(f"  tuned numpy loop:        {tuned_wall:7.2f} s wall")
     print(f"  one read of every voxel: {floor_wall:7.2f} s wall, {floor_cpu:7.2f} s CPU "
           "(np.count_nonzero of each labels array, one thread: the floor of any method)")
-    print(f"  archivestore (threads):  {wall:7.2f} s wall, {cpu:7.2f} s CPU (best of {repeat})")
+    print(f"  archivestore (threads):  {wall:7.2f} s wall, {cpu:7.2f} s CPU")
     print(f"  ratio vs plain loop: {base_wall / wall:.1f}x wall, {base_cpu / cpu:.1f}x CPU (goal >= 20x); "
           f"vs tuned loop: {tuned_wall / wall:.1f}x wall; largest difference {err:.1e}")
     if err > 1e-9:
@@ -190,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pool", type=int, default=20, help="distinct segmentation pairs the series draw from")
     parser.add_argument("--fractional-every", type=int, default=2, metavar="N",
                         help="the second rater is FRACTIONAL in every N-th series (0: never; default 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="archivestore runs (best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side, interleaved (medians kept)")
     parser.add_argument("--from-store", action="store_true", help="also time it from a Zarr store on disk")
     args = parser.parse_args(argv)
 

@@ -22,7 +22,8 @@ Run::
 
     .venv/bin/python benchmarks/bench_superpixel_read.py [--quick] [--repeat 7]
 
-Goal (foundation issue): the store read at least 5x faster than decoding the PNG.
+Goals (issue 11), each size against its own: the store read at least 5x faster than decoding
+the PNG at 1 MP (1022x767), at least 15x at 24 MP (6000x4000).
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ from archivestore.imaging import decode_superpixels, encode_superpixels_rgb, sup
 from archivestore.sources import Item  # noqa: E402
 from archivestore.testing.sample import jpeg, voronoi_superpixels  # noqa: E402
 
-GOAL = 5.0
-SIZES = [  # (label, rows, cols, step)
-    ("6000x4000", 4000, 6000, 100),
-    ("1022x767", 767, 1022, 28),
+SIZES = [  # (label, rows, cols, step, goal: the speed-up over the PNG decode this size must reach)
+    ("6000x4000", 4000, 6000, 100, 15.0),
+    ("1022x767", 767, 1022, 28, 5.0),
 ]
+GOALS = {label: goal for label, *_rest, goal in SIZES}
 
 
 def floor() -> None:
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     with c.workdir("superpixel-read-", keep=args.keep) as tmp:
         store_path = tmp / "store.zarr"
         items, pngs = [], {}
-        for k, (label, h, w, step) in enumerate(SIZES):
+        for k, (label, h, w, step, _goal) in enumerate(SIZES):
             image_id = f"ISIC_{k:07d}"
             sp = voronoi_superpixels(rng, h, w, step)
             data = encode_superpixels_rgb(sp)
@@ -186,13 +187,13 @@ def main(argv=None) -> int:
                 print(f"{label:10s} {name:48s} {c.fmt_s(t)} {speed:8.1f}x {c.fmt_s(t_cpu)} {base_cpu / t_cpu:8.1f}x")
     print()
     for label, speed in cold_speed.items():
-        verdict = "meets" if speed >= GOAL else "MISSES"
+        verdict = "meets" if speed >= GOALS[label] else "MISSES"
         print(f"{label}: store.image(id)['superpixels'].values (cold) is {speed:.1f}x the speed of the PNG "
-              f"decode: {verdict} the goal of >= {GOAL:.0f}x")
+              f"decode: {verdict} its goal of >= {GOALS[label]:.0f}x")
     for label, speed in read_speed.items():
-        verdict = "meets" if speed >= GOAL else "MISSES"
+        verdict = "meets" if speed >= GOALS[label] else "MISSES"
         print(f"{label}: store.read(id, 'superpixels') (cold: fresh open_store) is {speed:.1f}x the speed of the "
-              f"PNG decode: {verdict} the goal of >= {GOAL:.0f}x")
+              f"PNG decode: {verdict} its goal of >= {GOALS[label]:.0f}x")
     print(c.load_note())
     return 0
 

@@ -21,6 +21,8 @@ from archivestore.testing.isic_v1 import FIXTURES
 
 STORE_KINDS = ["local", "memory", "s3"]
 
+pytest_plugins = ["strict_skips", "pytester"]  # with CI=true a skip for a missing dependency fails
+
 
 @pytest.fixture(scope="session")
 def isic_fixtures() -> Path:

@@ -4,7 +4,8 @@ An :class:`~archivestore.sources.ArrayItem` becomes ``images/<id>`` like every i
 ``image`` with the source's axes (a subsequence of t, channel, z, y, x) and raw dtype,
 coordinates in physical units with the unit in their attributes, ``channel`` labelled
 with the channel names, the OMERO channel colours and windows in ``image``'s attributes,
-label images as integer arrays beside it, and the source's record as the group's
+label images as integer arrays beside it (named by ``layout.member``, the name in their
+``_archivestore`` attribute), and the source's record as the group's
 attributes (state last). A :class:`~archivestore.sources.PlateItem` becomes
 ``plates/<id>``: ``image_id`` (row, column, field), ``""`` where a well has no image.
 """
@@ -12,12 +13,13 @@ attributes (state last). A :class:`~archivestore.sources.PlateItem` becomes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from archivestore._ingest._results import ItemResult
-from archivestore.errors import BadItem
+from archivestore.errors import BadItem, InvalidInputError
 from archivestore.layout import STATE_KEY, array_chunks
 from archivestore.sources import AXES, ArrayImage, ArrayItem, PlateItem
 from archivestore.store import GroupWriter, Store
@@ -54,14 +56,15 @@ def process_array(store: Store, item: ArrayItem) -> ItemResult:
             raise BadItem(item.id, item.where, f"metadata record has the reserved key {STATE_KEY!r}")
         image = _load(item)
         writer = store.item_group(item.id, replace=state is not None, attributes=item.metadata)
-        sums = _write_image(writer, item, image)
+        sums = _write_image(writer, item, image, store.layout.member)
         writer.finish({"complete": True, "name": item.id, "axes": list(image.axes),
                        "shape": [int(n) for n in np.shape(image.data)], "rendered": image.rendered,
                        "checksums": sums, "source": item.where, "origin": item.origin})
     return ItemResult(True, [], dict(item.metadata))
 
 
-def _write_image(writer: GroupWriter, item: ArrayItem, image: ArrayImage) -> dict[str, str]:
+def _write_image(writer: GroupWriter, item: ArrayItem, image: ArrayImage,
+                 member: Callable[[str], str]) -> dict[str, str]:
     data = np.asarray(image.data)
     axes = tuple(image.axes)
     attrs: dict[str, Any] = {"rendered": image.rendered, "channels": image.channels,
@@ -85,7 +88,12 @@ def _write_image(writer: GroupWriter, item: ArrayItem, image: ArrayImage) -> dic
         dims = spatial[-values.ndim:] if values.ndim <= len(spatial) else None
         if dims is None or values.shape != tuple(data.shape[axes.index(d)] for d in dims):
             raise BadItem(item.id, item.where, f"label image {name!r} of shape {values.shape} does not fit {axes}")
-        sums[name] = writer.put_array(name, values, dims, chunks=array_chunks(values.shape, dims), label=True)
+        try:
+            node = member(name)
+        except InvalidInputError as exc:
+            raise BadItem(item.id, item.where, f"label image {name!r}: {exc}") from None
+        sums[node] = writer.put_array(node, values, dims, chunks=array_chunks(values.shape, dims), label=True,
+                                      _archivestore={"name": name})
     return sums
 
 

@@ -3,7 +3,7 @@
 One module per command group, each a few-line wrapper of library calls:
 
 - ``_ingest``: ``ingest challenge|isic|isic-study``
-- ``_store``: ``info``, ``verify``
+- ``_store``: ``info``, ``verify``, ``upgrade``
 - ``_analysis``: ``overlap``, ``score``, ``heatmap``
 - ``_tables``: ``select``, ``export-csv``
 - ``_demo``: ``demo``

@@ -1,4 +1,4 @@
-"""``archivestore info`` and ``archivestore verify``: what is in a store, and whether it is intact."""
+"""``archivestore info``, ``verify`` and ``upgrade``: what is in a store, whether it is intact, its layout."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["add_store_commands", "format_info"]
 
 
 def add_store_commands(subparsers: Any) -> None:
-    """Add ``verify`` and ``info``."""
+    """Add ``verify``, ``info`` and ``upgrade``."""
     p = subparsers.add_parser("verify", help="check every image against its ingest checksums (--repair to fix)")
     p.add_argument("store")
     p.add_argument("--repair", action="store_true", help="re-ingest damaged or missing images from their origin")
@@ -27,6 +27,15 @@ def add_store_commands(subparsers: Any) -> None:
     p.add_argument("--sizes", action="store_true", help="also the bytes stored per group (lists every object)")
     add_store_options(p)
     p.set_defaults(func=_info)
+
+    p = subparsers.add_parser(
+        "upgrade", help="move a layout-1 or layout-2 store to layout 3's node names (served by any HTTP server)",
+        description="Move every group whose name was escaped the old way to its layout-3 name: a rename on a "
+        "local disk (no chunk copied), server-side copies then deletes on a bucket. Needs the store to itself "
+        "(refused while a writer holds a lease); a run cut short is finished by running it again.")
+    p.add_argument("store")
+    add_store_options(p)
+    p.set_defaults(func=_upgrade)
 
 
 @command
@@ -46,6 +55,17 @@ def _info(args: argparse.Namespace) -> int:
     if args.sizes:
         info["bytes"] = store.disk_usage()
     print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+@command
+def _upgrade(args: argparse.Namespace) -> int:
+    from archivestore.store import upgrade
+
+    report = upgrade(args.store, dict(args.storage_option))
+    for old, new in report.moved + report.renamed:
+        print(f"MOVED {old} -> {new}")
+    print(report.summary())
     return 0
 
 

@@ -39,13 +39,14 @@ def add_table_commands(subparsers: Any) -> None:
         "export-csv",
         help="write the metadata as a flat CSV (isic-cli's metadata.csv columns)",
         description="Write one row per image: isic_id, attribution, copyright_license, then the sorted "
-        "clinical and acquisition keys; or the columns a two-column KEYS.csv "
+        "clinical and acquisition keys of ISIC API records, then every field of other records (challenge "
+        "CSVs: clinical.*, ground_truth.*) by its dotted path; or the columns a two-column KEYS.csv "
         "(internal name, archive name) chooses and renames.",
     )
     p.add_argument("store", help=STORE_HELP)
     p.add_argument("out", help="output CSV path ('-' for standard output)")
     p.add_argument("--keys", default=None, help="two-column CSV: internal name, archive name")
-    p.add_argument("--all-fields", action="store_true", help="append every other field by its dotted path")
+    p.add_argument("--all-fields", action="store_true", help="append every other field of API records too")
     p.add_argument("--where", action="append", default=[], metavar="CRITERION",
                    help="export only images passing this (repeatable; see 'select')")
     p.add_argument("--licenses", default=None, metavar="PATH", help="also write a licenses/attribution summary here")

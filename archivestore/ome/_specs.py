@@ -178,9 +178,16 @@ def image_spec(store: Store, image_id: str) -> ImageSpec:
         names = [str(c) for c in _values(group, "channel")] if "channel" in group else [f"C{k}" for k in range(n)]
         stored = image.attrs.get("channels")
         omero = _omero(names, list(stored) if isinstance(stored, list) else [], np.dtype(image.dtype), {})
-    labels = [LabelSpec(escape_name(name), da.from_zarr(array), "".join(_dims(array)))
+    labels = [LabelSpec(escape_name(_label_name(name, array)), da.from_zarr(array), "".join(_dims(array)))
               for name, array in sorted(group.arrays()) if array.attrs.get("label") is True and name != "image"]
     return ImageSpec(image_id, da.from_zarr(image), axes, scale, translation, units, omero, labels, record)
+
+
+def _label_name(node: str, array: zarr.Array) -> str:
+    """A label image's name as its source gave it (kept in its ``_archivestore`` attribute since layout 3)."""
+    state = array.attrs.get(STATE_KEY)
+    name = state.get("name") if isinstance(state, dict) else None
+    return name if isinstance(name, str) and name else node
 
 
 def _seg_labels(segs: list[tuple[str, zarr.Group]]) -> list[LabelSpec]:

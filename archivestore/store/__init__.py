@@ -10,6 +10,7 @@ from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
 from archivestore.store._metadata import TableIndex, flatten, variable_name
 from archivestore.store._store import Store, open_store
 from archivestore.store._studies import StudyRow
+from archivestore.store._upgrade import UpgradeReport, upgrade
 from archivestore.store._writing import GroupTaken
 
 __all__ = [
@@ -20,9 +21,11 @@ __all__ = [
     "Store",
     "StudyRow",
     "TableIndex",
+    "UpgradeReport",
     "acquire",
     "checksum",
     "flatten",
     "open_store",
+    "upgrade",
     "variable_name",
 ]

@@ -19,7 +19,8 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from archivestore.layout import ROW_CHUNK, compressors
+from archivestore.layout import LAYOUT_VERSION, ROW_CHUNK, compressors
+from archivestore.layout import variable_name as _layout3_name
 from archivestore.store._groups import array
 
 __all__ = ["append_rows", "flatten", "repair", "table_ids", "variable_name"]
@@ -39,9 +40,20 @@ def _escape(key: str) -> str:
     return out
 
 
-def variable_name(path: Path) -> str:
-    """The variable name of a key path: keys joined by ``.``, with ``%``, ``.``, ``/`` escaped."""
-    return ".".join(_escape(k) for k in path)
+def variable_name(path: Path, version: int = LAYOUT_VERSION, reserved: tuple[str, ...] = ()) -> str:
+    """The variable name of a key path in a table of layout ``version``, never one of ``reserved``.
+
+    Layout 3: :func:`archivestore.layout.variable_name` (only ``A-Z a-z 0-9 - _ .``; a
+    one-key path named like a coordinate is escaped). Layouts 1 and 2: keys joined by
+    ``.`` with ``%``, ``.``, ``/`` written ``%25``, ``%2E``, ``%2F``, and a ``%`` appended
+    while the name is taken (how those stores named a record key ``field``: ``field%``).
+    """
+    if version >= 3:
+        return _layout3_name(path, reserved)
+    name = ".".join(_escape(k) for k in path)
+    while name in reserved:
+        name += "%"
+    return name
 
 
 def flatten(record: Mapping[str, Any]) -> dict[Path, Any]:
@@ -199,8 +211,9 @@ class TableIndex:
 class _Columns:
     """The table's columns by name, their key paths, and the fields a batch of rows adds."""
 
-    def __init__(self, group: zarr.Group, row_dim: str, members: Mapping[str, zarr.Array]) -> None:
+    def __init__(self, group: zarr.Group, row_dim: str, members: Mapping[str, zarr.Array], version: int) -> None:
         self.group = group
+        self.version = version
         self.reserved = (row_dim, "field", "field_state")
         self.fields = [str(v) for v in np.asarray(members["field"][:])]
         self.arrays = {name: members[name] for name in self.fields}
@@ -229,9 +242,9 @@ class _Columns:
                 self.arrays[name] = _promote(self.group, name, self.arrays[name], old_kind, wide, path)
 
     def _add(self, path: Path, kind: str, n_old: int) -> None:
-        name = variable_name(path)
-        while name in self.arrays or name in self.reserved:
-            name += "%"  # unreachable for escaped names; kept as a guard
+        name = variable_name(path, self.version, self.reserved)
+        if name in self.arrays:  # one-to-one: only a table whose variables were renamed by hand gets here
+            raise ValueError(f"{self.group.path}: variable {name!r} of {path} is taken by {self.paths[name]}")
         self.arrays[name] = _create_column(self.group, name, kind, path, n_old)
         self.paths[name] = path
         self.by_path[path] = name
@@ -248,7 +261,8 @@ class _Columns:
 
 
 def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], index: TableIndex | None = None,
-                *, row: str = "image", members: Mapping[str, zarr.Array] | None = None) -> int:
+                *, row: str = "image", members: Mapping[str, zarr.Array] | None = None,
+                layout: int = LAYOUT_VERSION) -> int:
     """Append one row per ``{id: record}`` not yet in the table; return rows added.
 
     New fields become new variables (absent in earlier rows); a variable whose type
@@ -257,7 +271,8 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     table gets) is written last, so a reader never sees rows whose values are not
     written yet. Pass the same ``index`` to successive calls to spare re-reading the
     ids (it is refreshed here), and the table's arrays as :func:`repair` returns them
-    to spare reading their metadata again.
+    to spare reading their metadata again. New variables are named as the store's
+    ``layout`` (version) names them (:func:`variable_name`).
     """
     _ensure_table(group, row)
     row_dim = _row(group)
@@ -271,7 +286,7 @@ def append_rows(group: zarr.Group, records: Mapping[str, Mapping[str, Any]], ind
     flat = [flatten(records[i]) for i in ids]
     ids_arr = members[row_dim]
     n_old = ids_arr.shape[0]
-    columns = _Columns(group, row_dim, members)
+    columns = _Columns(group, row_dim, members, layout)
     columns.make_room(flat, n_old)
     _write_rows(members, columns, flat, n_old)
     ids_arr.resize((n_old + len(ids),))  # the row coordinate last

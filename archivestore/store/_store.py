@@ -8,7 +8,6 @@ takes names as the archive gives them; :attr:`Store.layout` turns them into path
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -94,6 +93,9 @@ def open_store(
     version = int(str(marker.get("layout", 1))) if isinstance(marker, dict) else 1
     if version > LAYOUT_VERSION:
         raise InvalidInputError(f"{url} has store layout {version}; this archivestore reads up to {LAYOUT_VERSION}")
+    if isinstance(marker, dict) and "upgrading" in marker:
+        raise InvalidInputError(f"the upgrade of {url} to layout {marker['upgrading']} did not finish; "
+                                f"run 'archivestore upgrade {url}' again")
     store = Store(url, zstore, root, mode=mode, storage_options=storage_options, layout=Layout(version))
     if mode == "a":
         for name in store.layout.top_groups:
@@ -144,11 +146,6 @@ class Store(StoreWriting):
         import xarray as xr
 
         return xr.open_zarr(self.zstore, group=path, consolidated=False)
-
-    @functools.cached_property
-    def images_group(self) -> zarr.Group:
-        """The ``images`` group (its own metadata never changes, so it is read once)."""
-        return self.root[self.layout.IMAGES]  # type: ignore[return-value]
 
     def image_state(self, image_id: str) -> dict[str, Any] | None:
         """The ``_archivestore`` attribute of ``images/<id>``, or None if there is no such group."""

@@ -177,7 +177,8 @@ class StoreWriting:
                 if table_rows:
                     table = self.ensure_group(path)
                     members = _metadata.repair(table)
-                    added += _metadata.append_rows(table, table_rows, table_index, row=row, members=members)
+                    added += _metadata.append_rows(table, table_rows, table_index, row=row, members=members,
+                                                      layout=self.layout.version)
         return added
 
     def table_index(self, table: str = "metadata") -> _metadata.TableIndex:

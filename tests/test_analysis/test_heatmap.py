@@ -169,7 +169,7 @@ def test_write_heatmaps_and_montage(case, tmp_path):
     order = [str(i) for i in store.study("demo")["image"].values]
     assert sorted(order) == sorted(images)
     assert paths == [heatmap_path(tmp_path / "out", i, FEATURES[1], definite=True) for i in order]
-    assert paths[0].name.endswith("_Pigment%20network%20%2F%20reticular_definite.png")  # escaped like store names
+    assert paths[0].name.endswith("_xPigment_20network_20_2F_20reticular_definite.png")  # escaped like store names
     for path, image_id in zip(paths, order, strict=True):
         sp = images[image_id]
         with Image.open(path) as img:

@@ -23,7 +23,7 @@ def _image(seed: int, *, rendered: bool = False) -> ArrayImage:
         units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
         channels=[{"label": "DAPI", "color": "0000FF", "window": {"start": 0, "end": 4000}},
                   {"label": "GFP", "color": "00FF00", "window": {"start": 10, "end": 900}}],
-        labels={"nuclei": nuclei}, rendered=rendered, attrs={"seed": seed})
+        labels={"nuclei": nuclei, "cell borders": nuclei[-1]}, rendered=rendered, attrs={"seed": seed})
 
 
 def _items() -> tuple[list, dict[str, ArrayImage]]:
@@ -63,12 +63,20 @@ def test_microscopy_images_and_plate_round_trip(store_url):
         assert ds["image"].attrs["channels"][1]["color"] == "00FF00"
         np.testing.assert_array_equal(ds["nuclei"].values, image.labels["nuclei"])
         assert ds["nuclei"].dims == ("z", "y", "x")
+        # a label image named with a space: a layout-3 array name, the name kept in its attributes
+        np.testing.assert_array_equal(ds["_xcell_20borders"].values, image.labels["cell borders"])
+        assert ds["_xcell_20borders"].attrs["_archivestore"] == {"name": "cell borders"}
         assert ds["image"].attrs["rendered"] is image.rendered
     # map annotations and plate positions are metadata fields; repeated keys keep every value
     records = store.metadata_records()
     assert records["1000"]["map"]["Gene Symbol"] == ["CDK1", "cdk1"]
     frame = store.metadata_frame()
     assert frame.loc["1003", "well"] == "A2" and frame.loc["1003", "field"] == 1
+    # the record key "field" is a variable of its own, never a "field%" beside the field coordinate (issue 18)
+    table = store.metadata()
+    assert "_xfield" in table and "field%" not in table and table["_xfield"].attrs["path"] == ["field"]
+    assert all(set(str(n)) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+               for n in table.variables)
     # the plate grid: image ids by row, column, field; '' where a well has no image
     plate = xr.open_zarr(store.zstore, group=f"plates/{escape_name('plate1 / screen A')}", consolidated=False)
     assert plate["image_id"].dims == ("row", "column", "field")

@@ -150,3 +150,32 @@ def test_cli_export(v2_store, tmp_path, capsys):
     assert lic.read_text() == licenses_summary(store, [r["isic_id"] for r in female])
     assert main(["export-csv", store.url, str(out), "--keys", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+def test_a_challenge_store_exports_every_field(sample_dirs, tmp_path):
+    # the defect: only isic_id, attribution, copyright_license; clinical.* and ground_truth.* were dropped
+    from archivestore import ingest
+    from archivestore.sources import ChallengeSource
+
+    path = str(tmp_path / "challenge.zarr")
+    assert ingest(archivestore.open_store(path, mode="a"), ChallengeSource([sample_dirs["train"]]), progress=False).ok
+    out = tmp_path / "metadata.csv"
+    assert main(["export-csv", path, str(out)]) == 0
+    rows = _read(out)
+    assert rows[0] == ["isic_id", "attribution", "copyright_license", "clinical.age_approximate", "clinical.sex",
+                       "ground_truth.melanoma", "ground_truth.seborrheic_keratosis"]
+    exported = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert len(exported) == 6
+    for name, section in (("Data_metadata", "clinical"), ("Part3_GroundTruth", "ground_truth")):
+        source = _read(sample_dirs["train"] / f"ISIC-2017_Training_{name}.csv")
+        for row in source[1:]:
+            for key, value in zip(source[0][1:], row[1:], strict=True):
+                got = exported[row[0]][f"{section}.{key}"]
+                assert got == value or float(got) == float(value), (row[0], key, got, value)
+    # a store of API records and challenge records: the API records' other fields stay out, as isic-cli
+    store = archivestore.open_store(path, mode="a")
+    records = _v2_records(5)
+    store.append_tables({r["isic_id"]: r for r in records})
+    table = metadata_table(archivestore.open_store(path))
+    assert "ground_truth.melanoma" in table.columns and "sex" in table.columns and "public" not in table.columns
+    assert table.loc[records[0]["isic_id"], "ground_truth.melanoma"] == ""

@@ -69,11 +69,26 @@ def test_types_missing_null_and_promotion(store_url):
     assert ds["s"].attrs["value_type"] == "json"
     assert ds["n"].attrs["value_type"] == "float"
     assert np.isnan(ds["n"].values[1])           # null → NaN
-    assert ds["k%2Eey%2F"].attrs["path"] == ["k.ey/"]
+    assert ds["_xk_2Eey_2F"].attrs["path"] == ["k.ey/"]  # layout 3: only A-Z a-z 0-9 - _ . in node names
     state = ds["field_state"].sel(image="b").values
     fields = list(ds["field"].values)
     assert state[fields.index("n")] == _metadata.NULL
     assert state[fields.index("f")] == _metadata.ABSENT
+
+
+def test_record_keys_named_like_the_coordinates(tmp_path):
+    # an IDR plate image's record has "field" (and could have "image", "field_state"): they are
+    # variables of their own, never a coordinate and never a "field%" node
+    record = {"field": 2, "image": "x.tif", "field_state": "ok", "well": {"field": 1}}
+    ds = _table(str(tmp_path / "t.zarr"), [{"a": record}, {"b": {"field": 0}}])
+    assert {"_xfield", "_ximage", "_xfield_5Fstate", "well.field"} <= set(ds.data_vars)
+    assert ds["_xfield"].attrs["path"] == ["field"] and list(ds["_xfield"].values) == [2, 0]
+    assert list(ds["field"].values) == ["_xfield", "_ximage", "_xfield_5Fstate", "well.field"]
+    assert list(ds["image"].values) == ["a", "b"]
+    assert read_records(ds) == {"a": record, "b": {"field": 0}}
+    assert read_frame(ds).loc["a", "field"] == 2
+    for name in ds.variables:
+        assert all(c.isascii() and (c.isalnum() or c in "-_.") for c in str(name)), name
 
 
 def test_reappending_same_ids_adds_nothing(tmp_path):

@@ -184,7 +184,7 @@ def test_microscopy_keeps_axes_units_channels(store: Any, exported: dict[str, st
         np.testing.assert_allclose(image.coords[axis], ds[axis].values)
     assert [c["label"] for c in image.channels] == list(ds["channel"].values)
     assert [c["window"] for c in image.channels] == [c["window"] for c in ds["image"].attrs["channels"]]
-    assert output_url("out", ODD_ID) == "out/cells%20%2F%20day%201%3A%20%C3%BC.zarr"
+    assert output_url("out", ODD_ID) == "out/_xcells_20_2F_20day_201_3A_20_C3_BC.zarr"  # layout 3 names
 
 
 def test_one_parallel_compute_per_batch(store: Any, tmp_path: Path) -> None:

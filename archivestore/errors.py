@@ -18,6 +18,7 @@ __all__ = [
     "LeaseTimeout",
     "NotFoundError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "UnreachableError",
 ]
 
@@ -102,6 +103,14 @@ class UnreachableError(APIError):
 
     Unlike an HTTP error answer, this says nothing about the item: the archive or bucket itself is out of
     reach, so an ingest stops submitting after a few of these in a row instead of failing every item.
+    """
+
+
+class StoreWriteError(ArchivestoreError, OSError):
+    """The store refused a write: no space left, a read-only filesystem, no permission, a bucket refusing writes.
+
+    Unlike an item's own failure this concerns every item, so an ingest stops submitting at the
+    first one (also an :class:`OSError`).
     """
 
 

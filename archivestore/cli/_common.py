@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPECTED_ERRORS",
+    "INTERRUPTED",
     "STORE_HELP",
     "Command",
     "show_table",
@@ -42,6 +43,9 @@ STORE_HELP = "store path or fsspec URL"
 
 Command = Callable[[argparse.Namespace], int]
 """A command: parsed arguments in, exit code out."""
+
+INTERRUPTED = 130
+"""The exit code of a command interrupted by Ctrl-C (128 + SIGINT, as shells report it)."""
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ArchivestoreError, KeyError, ValueError, OSError)
 """What a command may raise for bad input or a missing thing: exit 2 with one line, no traceback.
@@ -136,18 +140,23 @@ def command(func: Callable[[argparse.Namespace], int]) -> Command:
             raise  # the reader went away (``| head``): see main()
         except EXPECTED_ERRORS as exc:
             return error(_message(exc))
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line (an ingest's says what it stored), exit 130
+            print(str(exc) or "interrupted", file=sys.stderr)
+            return INTERRUPTED
 
     return run
 
 
-def print_report(summary: str, ok: bool, lines: Iterable[tuple[str, object]] = ()) -> int:
+def print_report(summary: str, ok: bool, lines: Iterable[tuple[str, object]] = (), *, summary_line: bool = True
+                 ) -> int:
     """One ``LABEL <item>: <where>: <reason>`` line per failure on stderr, the summary on stdout.
 
     Returns the exit code: 0 when ``ok``, else 1.
     """
     for label, item in lines:
         print(f"{label} {item}", file=sys.stderr)
-    print(summary)
+    if summary_line:
+        print(summary)
     return 0 if ok else 1
 
 

@@ -108,12 +108,20 @@ def _add_isic(sources: Any) -> None:
 
 
 def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
-    from archivestore import ingest
+    """Ingest and report: exit 0, 1 (items failed, or the store refused writes), 2 (the archive out of reach),
+    130 (Ctrl-C: the rows of what completed are stored first; :func:`command` prints the line)."""
+    from archivestore._ingest import IngestInterrupted, ingest
+    from archivestore.errors import UnreachableError
 
     store = open_store(args, mode="a", create=True)
-    report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+    try:
+        report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+    except IngestInterrupted as exc:
+        print_report("", True, [("FAILED", bad) for bad in exc.report.failed], summary_line=False)
+        raise
     lines = [*(("WARNING", w) for w in report.warnings), *(("FAILED", bad) for bad in report.failed)]
-    return print_report(f"{report.summary()}{extra}", report.ok, lines)
+    code = print_report(f"{report.summary()}{extra}", report.ok, lines)
+    return 2 if isinstance(report.stopped, UnreachableError) else code
 
 
 @command

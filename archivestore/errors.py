@@ -16,6 +16,7 @@ __all__ = [
     "BadItem",
     "InvalidInputError",
     "LeaseTimeout",
+    "NotAStoreError",
     "NotFoundError",
     "StoreNotFoundError",
     "StoreWriteError",
@@ -46,6 +47,11 @@ class StoreNotFoundError(NotFoundError, FileNotFoundError):
 
 class InvalidInputError(ArchivestoreError, ValueError):
     """Input that cannot be used: a bad argument, file, query or record (also a :class:`ValueError`)."""
+
+
+class NotAStoreError(InvalidInputError):
+    """A location that holds something other than an archivestore store (a Zarr hierarchy without the
+    ``archivestore`` root attribute, a non-empty directory, a file); nothing is written to it."""
 
 
 class BadItem(InvalidInputError):

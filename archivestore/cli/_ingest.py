@@ -12,6 +12,7 @@ from archivestore.cli._common import (
     add_store_options,
     command,
     error,
+    need,
     open_store,
     print_report,
     storage_option,
@@ -249,6 +250,7 @@ def _idr(args: argparse.Namespace) -> int:
 
 @command
 def _ome_zarr(args: argparse.Namespace) -> int:
+    need("ome")
     from archivestore.sources.ome_zarr import OmeZarrSource
 
     return _ingest(args, OmeZarrSource(args.urls, level=args.level, storage_options=dict(args.source_option)))
@@ -256,6 +258,7 @@ def _ome_zarr(args: argparse.Namespace) -> int:
 
 @command
 def _tcia(args: argparse.Namespace) -> int:
+    need("dicom")
     from archivestore.sources.tcia import DEFAULT_NBIA_URL, Tcia, TciaSource
 
     options = {k: v for k, v in _client_options(args).items() if k not in ("cache_dir", "cache_expire")}
@@ -269,6 +272,7 @@ def _tcia(args: argparse.Namespace) -> int:
 
 @command
 def _idc(args: argparse.Namespace) -> int:
+    need("idc", "dicom")
     from archivestore.sources.idc import IdcIndex, IdcSource
 
     source = IdcSource(IdcIndex(args.index), collection=args.collection, modality=args.modality, sql=args.sql,

@@ -24,6 +24,7 @@ from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
 from archivestore.store._groups import read_if_complete
 from archivestore.store._owned import check_readable, claim_root
+from archivestore.store._reach import check_endpoint
 from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
 
@@ -49,6 +50,7 @@ def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) 
     read_only = mode == "r"
     if "://" in url and not url.startswith("file://"):
         options = {**BUCKET_DEFAULTS.get(url.split("://")[0], {}), **(storage_options or {})}
+        check_endpoint(url, options)
         return zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=read_only)
     path = url[len("file://"):] if url.startswith("file://") else url
     return zarr.storage.LocalStore(path, read_only=read_only)

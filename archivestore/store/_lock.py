@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
@@ -41,8 +41,8 @@ from zarr.core.sync import sync
 from archivestore.errors import LeaseTimeout
 from archivestore.layout import LAYOUT
 
-__all__ = ["LEASE_SECONDS", "Lease", "LeaseTimeout", "acquire", "create_exclusive", "holder", "is_stale", "parse_doc",
-           "read_doc"]
+__all__ = ["LEASE_SECONDS", "RENEWER", "Lease", "LeaseTimeout", "Renewable", "acquire", "create_exclusive", "holder",
+           "is_stale", "parse_doc", "read_doc"]
 
 LEASE_SECONDS = 300.0
 """How long a writer's claim on an item (or on the shared tables) lasts if it dies."""
@@ -74,7 +74,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up: our own generation is overwritten as released (never another writer's)."""
-        _RENEWER.drop(self)
+        RENEWER.drop(self)
         if not self.lost:
             _put(self.zstore, self.key, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
                 "token": self.token, "released": True}}).encode())
@@ -86,22 +86,31 @@ class Lease:
         self.release()
 
 
+class Renewable(Protocol):
+    """What the renewer renews: a :class:`Lease`, or a group writer's claim."""
+
+    lease_seconds: float
+    renewed: float
+
+    def renew(self) -> None: ...
+
+
 class _Renewer:
-    """One daemon thread per process renewing every held lease each third of its length."""
+    """One daemon thread per process renewing every held lease (and claim) each third of its length."""
 
     def __init__(self) -> None:
-        self.held: dict[int, Lease] = {}
+        self.held: dict[int, Renewable] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def add(self, lease: Lease) -> None:
+    def add(self, lease: Renewable) -> None:
         with self.lock:
             self.held[id(lease)] = lease
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="archivestore-leases", daemon=True)
                 self.thread.start()
 
-    def drop(self, lease: Lease) -> None:
+    def drop(self, lease: Renewable) -> None:
         with self.lock:
             self.held.pop(id(lease), None)
 
@@ -118,7 +127,7 @@ class _Renewer:
                     pass
 
 
-_RENEWER = _Renewer()
+RENEWER = _Renewer()
 RENEW_POLL = 0.1
 """How often the renewer looks for leases due (it renews each every third of its length)."""
 
@@ -286,7 +295,7 @@ def acquire(zstore: Any, name: str, *, lease_seconds: float = LEASE_SECONDS, wai
                 if max(after, default=mine) == mine:
                     _prune(zstore, prefix, after, mine)
                     lease = Lease(zstore, _key(prefix, mine), token, lease_seconds)
-                    _RENEWER.add(lease)
+                    RENEWER.add(lease)
                     return lease
                 # a generation we re-created below a newer one (after a delay): step back
                 with contextlib.suppress(Exception):

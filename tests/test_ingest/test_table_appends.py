@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from archivestore import ingest, open_store
 from archivestore.sources import Item

@@ -52,7 +52,7 @@ def test_mutual_exclusion_with_delays_between_the_steps_of_a_break(tmp_path, mon
                 inside.remove(me)
                 done["held"] += 1
             if local.random() < 0.25:  # a writer that dies holding it: the lease goes stale and is broken
-                _lock._RENEWER.drop(lease)
+                _lock.RENEWER.drop(lease)
                 with guard:
                     done["abandoned"] += 1
             else:
@@ -83,7 +83,7 @@ def test_a_holder_slower_than_its_lease_keeps_it(tmp_path, kind):
 def test_a_stalled_holder_whose_lease_was_broken_knows_it(tmp_path):
     zstore = _zstore("local", tmp_path)
     stalled = acquire(zstore, "tables", lease_seconds=0.2)
-    _lock._RENEWER.drop(stalled)  # stalled: no renewal
+    _lock.RENEWER.drop(stalled)  # stalled: no renewal
     time.sleep(0.3)
     newer = acquire(zstore, "tables", wait_seconds=1)
     stalled.renew()  # it wakes up
@@ -116,3 +116,21 @@ def test_check_then_write_on_memory_is_exclusive_between_threads():
     for trial in range(200):
         wins = _race(zstore, f"k{trial}/zarr.json", 4)
         assert len(wins) == 1, (trial, wins)
+
+
+def test_a_claim_on_a_new_group_is_renewed_while_its_writer_works(tmp_path):
+    """A new image's group is claimed (its zarr.json names the writer); a slow writer keeps the claim."""
+    from archivestore.store import open_store
+
+    store = open_store(tmp_path / "s.zarr", mode="a")
+    writer = store.claim_group("images/slow")
+    writer.lease_seconds = 600.0  # renewed to ten minutes from now: later than the first expiry
+    first = store.group_state("images/slow")["writer"]["expires"]
+    writer.renewed = 0.0  # due at once
+    deadline = time.monotonic() + 10
+    while store.group_state("images/slow")["writer"]["expires"] == first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.group_state("images/slow")["writer"]["expires"] > first
+    writer.finish({"complete": True, "name": "slow", "checksums": {}})
+    time.sleep(0.5)  # no renewal after the completion marker
+    assert store.group_state("images/slow") == {"complete": True, "name": "slow", "checksums": {}}

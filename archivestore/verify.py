@@ -100,8 +100,12 @@ def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem
 def _check_series(store: Store, series_id: str) -> list[Problem]:
     """A volume or segmentation the series table lists (its group is one of the two)."""
     path = store.layout.series(series_id)
-    if store.group_state(path) is None:
-        path = store.layout.segmentation(series_id)
+    try:
+        if store.group_state(path) is None:
+            path = store.layout.segmentation(series_id)
+    except Exception as exc:
+        if not is_transport_failure(exc):
+            raise
     problem = _check_group(store, series_id, path)
     return [problem] if problem else []
 

@@ -109,30 +109,42 @@ def _swap(store: Store, scratch: Store, fix: Fix) -> Outcome:
     return Outcome(fix, "repaired")
 
 
+def _key(item: AnyItem) -> tuple[str, str]:
+    """One fetch per item and rater (a rater's masks and the image of the same id are fetched apart)."""
+    return item.id, str(getattr(item, "rater", ""))
+
+
 def repair_groups(store: Store, fixes: Iterable[Fix], *, workers: int | None = None,
                   progress: bool = True) -> list[Outcome]:
     """Fetch every fix's item into a scratch store, then swap each complete, matching group in.
 
+    Fixes that need no other group are fetched first; then the others, beside the fresh copies of the
+    groups they need (or, for groups that are not being repaired, copies of the store's own).
     Returns one :class:`Outcome` per fix; nothing in ``store`` changes for a fix that is not ``repaired``.
     """
     fixes = list(fixes)
+    repairing = {f.group for f in fixes}
     outcomes: list[Outcome] = []
+    errors: dict[tuple[str, str], BaseException | None] = {}
+    blocked: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="archivestore-repair-") as tmp:
         scratch = open_store(os.path.join(tmp, "fresh.zarr"), mode="a")
-        blocked: dict[str, str] = {}
-        for need in sorted({n for f in fixes for n in f.needs}):
-            try:
-                store.copy_group_to(scratch, need)
-            except Exception as exc:
-                if not is_transport_failure(exc):
-                    raise
-                blocked[need] = f"cannot reach the store: {_reason(exc)}"
-        items = {f.item.id: f.item for f in fixes if not any(n in blocked for n in f.needs)}
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            errors = dict(zip(items, pool.map(lambda i: _fetch(scratch, i), items.values()), strict=True))
+        for phase in ([f for f in fixes if not f.needs], [f for f in fixes if f.needs]):
+            for need in sorted({n for f in phase for n in f.needs}):
+                if need in repairing and scratch.group_state(need) is not None:
+                    continue  # its fresh copy is there (fetched in the first phase)
+                try:
+                    store.copy_group_to(scratch, need)
+                except Exception as exc:
+                    if not is_transport_failure(exc):
+                        raise
+                    blocked[need] = f"cannot reach the store: {_reason(exc)}"
+            items = {_key(f.item): f.item for f in phase if not any(n in blocked for n in f.needs)}
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                errors.update(zip(items, pool.map(lambda i: _fetch(scratch, i), items.values()), strict=True))
         for fix in tqdm(fixes, disable=not progress, desc="repair", unit="group"):
             cut_off = next((blocked[n] for n in fix.needs if n in blocked), None)
-            error = errors.get(fix.item.id)
+            error = errors.get(_key(fix.item))
             if cut_off is not None:
                 outcomes.append(Outcome(fix, "unreachable", cut_off))
             elif error is not None:

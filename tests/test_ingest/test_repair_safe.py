@@ -172,3 +172,27 @@ def test_a_read_that_cannot_reach_the_store_is_not_damage(tmp_path, origin):
     assert [p.image_id for p in report.unreachable] == ["IMG_1"] and not report.repaired
     assert origin.fetches == fetches  # nothing was fetched again: the image is not known to be damaged
     assert _files(path) == before
+
+
+def test_an_image_and_a_raters_masks_of_it_both_damaged_are_both_repaired(sample_dirs, tmp_path):
+    from archivestore.sources import ChallengeSource
+
+    path = tmp_path / "s.zarr"
+    store = open_store(path, mode="a")
+    assert ingest(store, ChallengeSource([sample_dirs["train"], sample_dirs["masks"]]), progress=False).ok
+    assert ingest(store, ChallengeSource([sample_dirs["predictions"]], rater="model"), progress=False).ok
+    image_id = "ISIC_0000002"
+    before = {name: store.read_array(group, name) for group, name in
+              ((store.layout.image(image_id), "image"), (store.layout.masks(image_id, "model"), "mask"))}
+    for group, name in (("images", "image"), ("masks/model", "mask")):
+        chunk = next(p for p in (path / group / image_id / name / "c").rglob("*") if p.is_file())
+        raw = bytearray(chunk.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(raw))
+    report = verify(open_store(path, mode="a"), repair=True, progress=False)
+    assert sorted(p.group for p in report.problems) == [f"images/{image_id}", f"masks/model/{image_id}"]
+    assert report.ok and sorted(report.repaired) == [image_id, image_id]
+    again = open_store(path)
+    assert verify(again, progress=False).ok
+    np.testing.assert_array_equal(again.read_array(again.layout.image(image_id), "image"), before["image"])
+    np.testing.assert_array_equal(again.read_array(again.layout.masks(image_id, "model"), "mask"), before["mask"])

@@ -265,7 +265,18 @@ def ingest(
     Returns
     -------
     IngestReport
-        ``ok`` is false when any item failed; each failure names the item and the reason.
+        ``ok`` is false when any item failed or the run stopped early; each failure names the
+        item and the reason. A store that refuses a write, or an archive out of reach for
+        :data:`UNREACHABLE_LIMIT` items in a row, stops the submitting at once: the items that
+        were running finish, the rows of every completed item are appended, and
+        ``report.stopped`` says why.
+
+    Raises
+    ------
+    IngestInterrupted
+        On Ctrl-C (a :class:`KeyboardInterrupt`), after cancelling what had not started,
+        letting what ran finish (a second Ctrl-C stops waiting) and appending the rows of
+        every completed item; its ``report`` says what completed.
     """
     report = IngestReport()
     pending = Pending(store, batch_size, table_batch, table_seconds)

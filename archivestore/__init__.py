@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from archivestore import sources
-    from archivestore._ingest import IngestReport, ingest
+    from archivestore._ingest import IngestInterrupted, IngestReport, ingest
     from archivestore.store import Store, open_store, upgrade
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "IngestInterrupted": "archivestore._ingest",
     "IngestReport": "archivestore._ingest",
     "Store": "archivestore.store",
     "ingest": "archivestore._ingest",
@@ -32,7 +33,7 @@ _EXPORTS: dict[str, str] = {
 }
 """Public name → the module that defines it (a name that is itself a submodule maps to that module)."""
 
-__all__ = ["IngestReport", "Store", "ingest", "open_store", "sources", "upgrade"]
+__all__ = ["IngestInterrupted", "IngestReport", "Store", "ingest", "open_store", "sources", "upgrade"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,10 @@ __all__ = [
     "BadItem",
     "InvalidInputError",
     "LeaseTimeout",
+    "NotAStoreError",
     "NotFoundError",
     "StoreNotFoundError",
+    "StoreWriteError",
     "UnreachableError",
 ]
 
@@ -45,6 +47,11 @@ class StoreNotFoundError(NotFoundError, FileNotFoundError):
 
 class InvalidInputError(ArchivestoreError, ValueError):
     """Input that cannot be used: a bad argument, file, query or record (also a :class:`ValueError`)."""
+
+
+class NotAStoreError(InvalidInputError):
+    """A location that holds something other than an archivestore store (a Zarr hierarchy without the
+    ``archivestore`` root attribute, a non-empty directory, a file); nothing is written to it."""
 
 
 class BadItem(InvalidInputError):
@@ -102,6 +109,14 @@ class UnreachableError(APIError):
 
     Unlike an HTTP error answer, this says nothing about the item: the archive or bucket itself is out of
     reach, so an ingest stops submitting after a few of these in a row instead of failing every item.
+    """
+
+
+class StoreWriteError(ArchivestoreError, OSError):
+    """The store refused a write: no space left, a read-only filesystem, no permission, a bucket refusing writes.
+
+    Unlike an item's own failure this concerns every item, so an ingest stops submitting at the
+    first one (also an :class:`OSError`).
     """
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from archivestore.sources import ArrayItem, Item, SeriesItem
+from archivestore._ingest._repair import is_transport_failure
 from archivestore.store import Store, checksum
 
 __all__ = ["Problem", "VerifyReport", "verify"]
@@ -25,7 +26,8 @@ __all__ = ["Problem", "VerifyReport", "verify"]
 
 @dataclass
 class Problem:
-    """One thing wrong with one image: ``kind`` is damaged, missing, incomplete or unlisted."""
+    """One thing wrong with one image: ``kind`` is damaged, missing, incomplete, unlisted, or unreachable
+    (the store could not be read: a transport failure, not damage)."""
 
     image_id: str
     kind: str
@@ -38,24 +40,37 @@ class Problem:
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify` found (``problems``) and what ``repair`` did with them."""
+
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrepaired: list[Problem] = field(default_factory=list)
+    unreachable: list[Problem] = field(default_factory=list)
+    """Repairs not tried or not finished because the store or the origin could not be reached (nothing changed)."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems or (not self.unrepaired and bool(self.repaired))
+        """No problem, or every problem repaired."""
+        return not self.problems or (not self.unrepaired and not self.unreachable and bool(self.repaired))
 
     def summary(self) -> str:
+        """One line: items checked, problems, and what repair did."""
         text = f"{self.checked} items checked, {len(self.problems)} problems"
-        if self.repaired or self.unrepaired:
+        if self.repaired or self.unrepaired or self.unreachable:
             text += f", {len(self.repaired)} repaired, {len(self.unrepaired)} not repairable"
+        if self.unreachable:
+            text += f", {len(self.unreachable)} left as they are (store or origin out of reach)"
         return text
 
 
 def _check_group(store: Store, image_id: str, path: str) -> Problem | None:
-    state = store.group_state(path)
+    try:
+        state = store.group_state(path)
+    except Exception as exc:
+        if is_transport_failure(exc):
+            return Problem(image_id, "unreachable", f"cannot read {path}: {type(exc).__name__}: {exc}", path)
+        raise
     if state is None:
         return Problem(image_id, "missing", f"{path} is not in the store", path)
     if not state.get("complete"):
@@ -63,10 +78,9 @@ def _check_group(store: Store, image_id: str, path: str) -> Problem | None:
     for name, want in sorted(state.get("checksums", {}).items()):
         try:
             data = store.read_array(path, name)
-        except (KeyError, FileNotFoundError) as exc:
-            return Problem(image_id, "damaged", f"{path}/{name} cannot be read: {exc}", path)
-        except Exception as exc:  # a corrupt chunk fails to decode
-            return Problem(image_id, "damaged", f"{path}/{name} cannot be read: {type(exc).__name__}: {exc}", path)
+        except Exception as exc:  # a corrupt chunk fails to decode; a store out of reach is not damage
+            kind = "unreachable" if is_transport_failure(exc) else "damaged"
+            return Problem(image_id, kind, f"{path}/{name} cannot be read: {type(exc).__name__}: {exc}", path)
         if checksum(data) != want:
             return Problem(image_id, "damaged", f"{path}/{name} does not match its checksum", path)
     return None
@@ -86,8 +100,12 @@ def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem
 def _check_series(store: Store, series_id: str) -> list[Problem]:
     """A volume or segmentation the series table lists (its group is one of the two)."""
     path = store.layout.series(series_id)
-    if store.group_state(path) is None:
-        path = store.layout.segmentation(series_id)
+    try:
+        if store.group_state(path) is None:
+            path = store.layout.segmentation(series_id)
+    except Exception as exc:
+        if not is_transport_failure(exc):
+            raise
     problem = _check_group(store, series_id, path)
     return [problem] if problem else []
 
@@ -129,18 +147,31 @@ def verify(store: Store, *, repair: bool = False, workers: int | None = None, pr
         else:
             report.problems.append(Problem(name, "incomplete", "interrupted write, not in the metadata table", path))
     if repair and report.problems:
-        _repair(store, report, progress)
+        _repair(store, report, workers, progress)
     return report
 
 
-def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
-    from archivestore._ingest import ingest
+def _needs(store: Store, group: str, state: dict[str, Any]) -> list[str]:
+    """The groups a fresh copy of ``group`` is written beside: a rater's masks need their image, a SEG its volume."""
+    if group.startswith(f"{store.layout.MASKS}/"):
+        return [store.layout.image(str(state.get("name")))]
+    if group.startswith(f"{store.layout.SEGMENTATIONS}/"):
+        volume = dict(store.root[group].attrs).get("source_volume")
+        return [store.layout.series(str(volume))] if volume else []
+    return []
+
+
+def _repair(store: Store, report: VerifyReport, workers: int | None, progress: bool) -> None:
+    from archivestore._ingest._repair import Fix, repair_groups
     from archivestore.sources import item_from_origin
 
     unlisted = {p.image_id: store.image_record(p.image_id) for p in report.problems if p.kind == "unlisted"}
-    items: dict[str, Item | SeriesItem | ArrayItem] = {}
+    fixes: dict[str, tuple[Problem, Fix]] = {}
     for problem in report.problems:
         if problem.kind == "unlisted":
+            continue
+        if problem.kind == "unreachable":
+            report.unreachable.append(problem)
             continue
         state = store.group_state(problem.group) or {}
         item_id = str(state.get("series") or problem.image_id)  # a part of a split series: its series
@@ -155,13 +186,16 @@ def _repair(store: Store, report: VerifyReport, progress: bool) -> None:
         except (FileNotFoundError, KeyError, ValueError) as exc:
             report.unrepaired.append(Problem(problem.image_id, problem.kind, f"{problem.detail}; {exc}", problem.group))
             continue
-        store.drop_item(problem.group)
-        items[item_id] = item
-    if items:
-        result = ingest(store, list(items.values()), progress=progress)
-        report.repaired.extend(result.ingested)
-        report.unrepaired.extend(Problem(b.item_id, "damaged", b.reason) for b in result.failed)
+        fix = Fix(item, problem.group, dict(state.get("checksums") or {}), _needs(store, problem.group, state))
+        fixes[problem.group] = (problem, fix)
+    outcomes = repair_groups(store, [fix for _, fix in fixes.values()], workers=workers, progress=progress)
+    for outcome in outcomes:
+        problem = fixes[outcome.fix.group][0]
+        if outcome.kind == "repaired":
+            report.repaired.append(problem.image_id)
+            continue
+        left = Problem(problem.image_id, problem.kind, f"{problem.detail}; {outcome.detail}", problem.group)
+        (report.unreachable if outcome.kind == "unreachable" else report.unrepaired).append(left)
     if unlisted:  # the same locked append as ingest: a cut-short append is trimmed back first
         store.append_tables(unlisted)
         report.repaired.extend(unlisted)
-

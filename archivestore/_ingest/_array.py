@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from archivestore._ingest._results import ItemResult
-from archivestore.errors import BadItem, InvalidInputError
+from archivestore.errors import BadItem, InvalidInputError, UnreachableError
 from archivestore.layout import STATE_KEY, array_chunks
 from archivestore.sources import AXES, ArrayImage, ArrayItem, PlateItem
 from archivestore.store import GroupWriter, Store
@@ -32,7 +32,7 @@ _RESERVED = frozenset({"image", *AXES})  # a label "mask" or "superpixels" is th
 def _load(item: ArrayItem) -> ArrayImage:
     try:
         image = item.load()
-    except BadItem:
+    except (BadItem, UnreachableError):  # the endpoint out of reach concerns every item: the loop decides
         raise
     except Exception as exc:  # the loader's own failure (I/O, HTTP, a bad OME-Zarr) belongs to this image
         raise BadItem(item.id, item.where, f"cannot read the image: {exc}") from None

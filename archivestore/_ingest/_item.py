@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from archivestore._ingest._results import ItemResult
-from archivestore.errors import BadItem
+from archivestore.errors import BadItem, UnreachableError
 from archivestore.imaging import decode_image, decode_mask, decode_superpixels
 from archivestore.layout import GROUND_TRUTH, compressors
 from archivestore.sources import Item
@@ -26,7 +26,7 @@ __all__ = ["process_item"]
 def _load(item: Item, what: str, loader: Callable[[], bytes]) -> bytes:
     try:
         return loader()
-    except BadItem:
+    except (BadItem, UnreachableError):  # the endpoint out of reach concerns every item: the loop decides
         raise
     except Exception as exc:  # a loader's own failure (I/O, HTTP) belongs to this item
         raise BadItem(item.id, item.where, f"cannot read {what}: {exc}") from None

@@ -15,23 +15,24 @@ reason while the others go on.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterable, Sized
-from concurrent.futures import Future, ThreadPoolExecutor
+import errno
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from archivestore._ingest._item import process_item
+from archivestore._ingest._pending import Pending
 from archivestore._ingest._results import ItemResult, SeriesResult
 from archivestore._ingest._runner import runner
-from archivestore.errors import BadItem, InvalidInputError
+from archivestore.errors import APIError, BadItem, InvalidInputError, StoreWriteError, UnreachableError
 from archivestore.layout import GROUND_TRUTH
 from archivestore.sources import ArrayItem, Item, PlateItem, SeriesItem, validate_id
-from archivestore.store import Store, StudyRow
+from archivestore.store import Store
 
-__all__ = ["AnyItem", "IngestReport", "ingest"]
+__all__ = ["AnyItem", "IngestInterrupted", "IngestReport", "ingest", "store_failure"]
 
 AnyItem = Item | SeriesItem | ArrayItem | PlateItem
 """What a source may yield: images, DICOM series, microscopy images and plates."""
@@ -46,87 +47,33 @@ class IngestReport:
     failed: list[BadItem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Items stored with a caveat, e.g. ``<uid>: uneven slice spacing ...``."""
+    stopped: Exception | None = None
+    """Why the run stopped before the end of the source, if it did: a :class:`~archivestore.errors.StoreWriteError`
+    (the store refused a write) or an :class:`~archivestore.errors.UnreachableError` (the archive or bucket
+    was out of reach for several items in a row). What completed is stored and in the tables; a rerun resumes."""
+    interrupted: bool = False
+    """Whether the run was interrupted (Ctrl-C); :func:`ingest` then raises :class:`IngestInterrupted`."""
 
     @property
     def ok(self) -> bool:
-        """True when no item failed."""
-        return not self.failed
+        """True when no item failed and the run went to the end."""
+        return not self.failed and self.stopped is None and not self.interrupted
 
     def summary(self) -> str:
-        """One line: how many ingested, already complete, failed."""
-        return (f"{len(self.ingested)} ingested, {len(self.skipped)} already complete, "
-                f"{len(self.failed)} failed")
+        """One line: how many ingested, already complete, failed (and why the run stopped early)."""
+        text = f"{len(self.ingested)} ingested, {len(self.skipped)} already complete, {len(self.failed)} failed"
+        if self.stopped is not None:
+            text += f"; stopped early: {self.stopped}"
+        return text
 
 
-class _Pending:
-    """Rows waiting to be appended to the shared tables, flushed in batches on a background thread.
+class IngestInterrupted(KeyboardInterrupt):
+    """An ingest interrupted by Ctrl-C, after it cancelled what had not started and stored the rows of
+    every item that completed; ``report`` says what completed. Also a :class:`KeyboardInterrupt`."""
 
-    An append rewrites the last chunk of every column one request after another: on a
-    bucket that is seconds (~180 requests for a 30-field record), during which the
-    submitting process would collect no results and the workers would run dry. So each
-    batch is handed to one background thread and the loop goes on. One append is in flight
-    at a time; rows that come meanwhile wait for the next, which is then larger (an append
-    costs about the same whatever its size), so the loop never waits for the tables.
-    :meth:`close` appends the rest and waits; an append's error is raised at the next
-    flush or at close.
-    """
-
-    def __init__(self, store: Store, batch_size: int, table_batch: int, table_seconds: float) -> None:
-        self.store = store
-        self.index = store.table_index()
-        self.series_index = store.table_index(store.layout.SERIES_METADATA)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.series_records: dict[str, dict[str, Any]] = {}
-        self.rows: dict[str, list[StudyRow]] = {}
-        self.n_rows = 0
-        self.limits = (batch_size, table_batch, table_seconds)
-        self.last_table = time.monotonic()
-        self.appending: Future[int] | None = None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archivestore-tables")
-
-    def add(self, item_id: str, result: ItemResult | SeriesResult) -> None:
-        if isinstance(result, ItemResult):
-            if item_id not in self.index:
-                self.records[item_id] = result.record if result.record is not None \
-                    else self.store.image_record(item_id)
-            for study, row in result.rows:
-                self.rows.setdefault(study, []).append(row)
-                self.n_rows += 1
-        else:
-            self.series_records.update((k, v) for k, v in result.rows.items() if k not in self.series_index)
-        batch_size, table_batch, table_seconds = self.limits
-        waiting = len(self.records) + len(self.series_records)
-        table = waiting >= table_batch or bool(waiting and time.monotonic() - self.last_table > table_seconds)
-        if (table or self.n_rows >= batch_size) and not (self.appending and not self.appending.done()):
-            self.flush(table)
-
-    def flush(self, table: bool = True) -> None:
-        """Hand the waiting rows to the background append (once the one in flight has finished)."""
-        if not self.rows and not (table and (self.records or self.series_records)):
-            return
-        self.wait()
-        self.appending = self.pool.submit(
-            self.store.append_tables, self.records if table else None, self.rows, self.index,
-            series_records=self.series_records if table else None, series_index=self.series_index)
-        self.rows, self.n_rows = {}, 0
-        if table:
-            self.records, self.series_records = {}, {}
-            self.last_table = time.monotonic()
-
-    def wait(self) -> None:
-        """Wait for the append in flight; raise its error."""
-        appending, self.appending = self.appending, None
-        if appending is not None:
-            appending.result()
-
-    def close(self, *, flush: bool) -> None:
-        """Append what is waiting (if ``flush``), wait for the last append, and stop the thread."""
-        try:
-            if flush:
-                self.flush()
-            self.wait()
-        finally:
-            self.pool.shutdown()
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(f"interrupted: {len(report.ingested)} stored; rerun to resume")
+        self.report = report
 
 
 class _Admission:
@@ -164,25 +111,94 @@ class _Admission:
         return self.done[study]
 
 
-def _collect(report: IngestReport, pending: _Pending, fut: Any, item: AnyItem) -> None:
-    try:
-        result = fut.result()
-    except BadItem as exc:
-        report.failed.append(exc)
-        return
-    except Exception as exc:  # anything unexpected still belongs to this one item
-        report.failed.append(BadItem(item.id, item.where, f"{type(exc).__name__}: {exc}"))
-        return
-    if isinstance(result, SeriesResult):
-        report.warnings.extend(result.warnings)
-    if isinstance(result, ItemResult) and result.error is not None:
-        report.failed.append(result.error)
-    elif result.wrote:
-        report.ingested.append(item.id)
-    else:
-        report.skipped.append(item.id)
-    if not isinstance(item, PlateItem):  # a plate is its own group, not a table row
-        pending.add(item.id, result)
+UNREACHABLE_LIMIT = 3
+"""Items in a row failing with :class:`~archivestore.errors.UnreachableError` that stop an ingest."""
+
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def store_failure(exc: BaseException) -> StoreWriteError | None:
+    """``exc`` as a :class:`StoreWriteError` if it is the store refusing a write (it concerns every item), else None.
+
+    A worker's task wraps what its loaders raise in :class:`BadItem`, so an ``OSError`` that reaches
+    the loop came from the store: no space, a read-only filesystem, no permission (a bucket answering
+    ``AccessDenied`` is a :class:`PermissionError` in s3fs).
+    """
+    if isinstance(exc, StoreWriteError):
+        return exc
+    if isinstance(exc, OSError) and not isinstance(exc, (APIError, TimeoutError)) and (
+            isinstance(exc, PermissionError) or exc.errno in _STORE_ERRNOS):
+        return StoreWriteError(f"the store refused a write: {exc}")
+    return None
+
+
+def _endpoint(exc: UnreachableError) -> str:
+    """The host (and port) an :class:`UnreachableError` could not reach."""
+    parts = urllib.parse.urlsplit(exc.url)
+    return parts.netloc.rpartition("@")[2] or exc.url
+
+
+class _Run:
+    """Collects the results of an ingest's tasks into its report, and decides when the run must stop."""
+
+    def __init__(self, report: IngestReport, pending: Pending, bar: Any) -> None:
+        self.report = report
+        self.pending = pending
+        self.bar = bar
+        self.unreachable = 0
+
+    def stop(self, exc: Exception) -> None:
+        if self.report.stopped is None:
+            self.report.stopped = exc
+
+    def collect(self, fut: Any, item: AnyItem) -> None:
+        if fut.cancelled():  # never ran (the run stopped): the rerun does it
+            return
+        self.bar.update()
+        try:
+            result = fut.result()
+        except BadItem as exc:
+            self.failed(exc)
+            return
+        except UnreachableError as exc:
+            self.report.failed.append(BadItem(item.id, item.where, str(exc)))
+            self.unreachable += 1
+            if self.unreachable >= UNREACHABLE_LIMIT:
+                self.stop(UnreachableError(exc.url, f"cannot reach {_endpoint(exc)} ({self.unreachable} items in a "
+                                           f"row): {exc.reason}", status=exc.status))
+            return
+        except Exception as exc:  # anything unexpected still belongs to this one item
+            self.failed(BadItem(item.id, item.where, f"{type(exc).__name__}: {exc}"))
+            failure = store_failure(exc)
+            if failure is not None:
+                self.stop(failure)
+            return
+        self.unreachable = 0
+        if isinstance(result, SeriesResult):
+            self.report.warnings.extend(result.warnings)
+        if isinstance(result, ItemResult) and result.error is not None:
+            self.report.failed.append(result.error)
+        elif result.wrote:
+            self.report.ingested.append(item.id)
+        else:
+            self.report.skipped.append(item.id)
+        if not isinstance(item, PlateItem):  # a plate is its own group, not a table row
+            try:
+                self.pending.add(item.id, result)
+            except OSError as exc:  # the append of an earlier batch failed
+                self.stop(store_failure(exc) or StoreWriteError(f"cannot append to the tables: {exc}"))
+
+    def failed(self, exc: BadItem) -> None:
+        self.unreachable = 0
+        self.report.failed.append(exc)
+
+    def close(self) -> None:
+        """Append every row that waits (the items that completed; tried even when image writes were refused:
+        a quota or a policy on one prefix may leave the tables writable)."""
+        try:
+            self.pending.close(flush=True)
+        except OSError as exc:
+            self.stop(store_failure(exc) or StoreWriteError(f"cannot append to the tables: {exc}"))
 
 
 def _is_seg(item: SeriesItem) -> bool:
@@ -249,47 +265,82 @@ def ingest(
     Returns
     -------
     IngestReport
-        ``ok`` is false when any item failed; each failure names the item and the reason.
+        ``ok`` is false when any item failed or the run stopped early; each failure names the
+        item and the reason. A store that refuses a write, or an archive out of reach for
+        :data:`UNREACHABLE_LIMIT` items in a row, stops the submitting at once: the items that
+        were running finish, the rows of every completed item are appended, and
+        ``report.stopped`` says why.
+
+    Raises
+    ------
+    IngestInterrupted
+        On Ctrl-C (a :class:`KeyboardInterrupt`), after cancelling what had not started,
+        letting what ran finish (a second Ctrl-C stops waiting) and appending the rows of
+        every completed item; its ``report`` says what completed.
     """
     report = IngestReport()
-    pending = _Pending(store, batch_size, table_batch, table_seconds)
+    pending = Pending(store, batch_size, table_batch, table_seconds)
     admit = _Admission(store)
     total = len(source) if isinstance(source, Sized) else None
     bar = tqdm(total=total, unit="image", disable=not progress, desc="ingest")
     run = runner(workers, client)
+    flow = _Run(report, pending, bar)
     futures: dict[Any, AnyItem] = {}
     later: list[SeriesItem] = []
 
     def drain(limit: int) -> None:
         while len(futures) > limit:
             for fut in run.wait_some(futures):
-                _collect(report, pending, fut, futures.pop(fut))
-                bar.update()
+                flow.collect(fut, futures.pop(fut))
 
     def submit(item: AnyItem) -> None:
         futures[run.submit(_task(item), store, item)] = item
         drain(run.slots - 1)
 
     try:
-        for item in source:
-            try:
-                item = admit(item)
-            except BadItem as exc:
-                report.failed.append(exc)
-                bar.update()
-                continue
-            if isinstance(item, SeriesItem) and _is_seg(item):
-                later.append(item)
-            else:
+        try:
+            for item in _admitted(source, admit, report, bar):
+                if report.stopped is not None:
+                    break
+                if isinstance(item, SeriesItem) and _is_seg(item):
+                    later.append(item)
+                else:
+                    submit(item)
+            if report.stopped is None:
+                drain(0)
+            for item in later:  # segmentations, once the volumes they segment are stored
+                if report.stopped is not None:
+                    break
                 submit(item)
-        drain(0)
-        for item in later:  # segmentations, once the volumes they segment are stored
-            submit(item)
-        drain(0)
-        pending.close(flush=True)
+            if report.stopped is None:
+                drain(0)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        # stopped or interrupted: what has not started never will; what runs finishes and is collected
+        run.cancel(list(futures))
+        try:
+            drain(0)
+        except KeyboardInterrupt:  # a second Ctrl-C: leave the running tasks, keep what completed
+            report.interrupted = True
+            run.cancel(list(futures), force=True)
+            futures.clear()
+        flow.close()
     finally:
         pending.close(flush=False)  # after an error: the append in flight ends before ingest does
         run.close()
         bar.close()
-    report.failed.extend(getattr(source, "problems", []) or [])
+    if not report.interrupted:
+        report.failed.extend(getattr(source, "problems", []) or [])
+    if report.interrupted:
+        raise IngestInterrupted(report)
     return report
+
+
+def _admitted(source: Iterable[AnyItem], admit: _Admission, report: IngestReport, bar: Any) -> Iterator[AnyItem]:
+    """The source's items that pass :class:`_Admission`; the others go to the report."""
+    for item in source:
+        try:
+            yield admit(item)
+        except BadItem as exc:
+            report.failed.append(exc)
+            bar.update()

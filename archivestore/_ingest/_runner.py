@@ -20,6 +20,9 @@ class Runner(Protocol):
 
     def wait_some(self, futures: Iterable[Any]) -> set[Any]: ...
 
+    def cancel(self, futures: Iterable[Any], *, force: bool = False) -> None:
+        """Cancel the tasks that have not started (``force``: every unfinished one the runner can stop)."""
+
     def close(self) -> None: ...
 
 
@@ -29,6 +32,7 @@ class _Threads:
     def __init__(self, workers: int) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.slots = 2 * workers
+        self.forced = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.pool.submit(fn, *args)
@@ -36,8 +40,14 @@ class _Threads:
     def wait_some(self, futures: Iterable[Any]) -> set[Any]:
         return wait(list(futures), return_when=FIRST_COMPLETED).done
 
+    def cancel(self, futures: Iterable[Any], *, force: bool = False) -> None:
+        """Cancel the queued tasks; a running thread cannot be stopped (``force``: it is no longer waited for)."""
+        for fut in futures:
+            fut.cancel()
+        self.forced = self.forced or force
+
     def close(self) -> None:
-        self.pool.shutdown()
+        self.pool.shutdown(wait=not self.forced, cancel_futures=True)
 
 
 class _Dask:
@@ -60,6 +70,13 @@ class _Dask:
 
         with self.client.as_current():  # this client, even when another one is dask's default
             return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+    def cancel(self, futures: Iterable[Any], *, force: bool = False) -> None:
+        """Cancel every unfinished task (the scheduler cannot tell queued from running ones); a task that was
+        running finishes its group on its worker, and the rerun adds its table row."""
+        unfinished = [fut for fut in futures if not fut.done()]
+        if unfinished:
+            self.client.cancel(unfinished)
 
     def close(self) -> None:
         if self.owned:

@@ -29,7 +29,7 @@ from archivestore.dicom import (
     read_series,
     segmentation_source,
 )
-from archivestore.errors import BadItem, InvalidInputError, NotFoundError
+from archivestore.errors import BadItem, InvalidInputError, NotFoundError, UnreachableError
 from archivestore.layout import volume_chunks, volume_compressors
 from archivestore.sources import SeriesItem
 from archivestore.store import Store
@@ -52,7 +52,7 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
         return SeriesResult(False, done)
     try:
         files = list(item.files())
-    except BadItem:
+    except (BadItem, UnreachableError):  # the endpoint out of reach concerns every item: the loop decides
         raise
     except Exception as exc:  # a loader's own failure (I/O, HTTP, zip) belongs to this series
         raise BadItem(item.id, item.where, f"cannot read the series' files: {exc}") from None

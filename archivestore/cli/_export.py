@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from archivestore.cli._common import STORE_HELP, add_scheduler_option, add_store_options, command, open_store
+from archivestore.cli._common import STORE_HELP, add_scheduler_option, add_store_options, command, need, open_store
 
 __all__ = ["add_export_commands"]
 
@@ -33,6 +33,7 @@ def add_export_commands(subparsers: Any) -> None:
 
 @command
 def _ome_zarr(args: argparse.Namespace) -> int:
+    need("ome")
     from archivestore.ome import export_ome_zarr
 
     written = export_ome_zarr(open_store(args), args.out, images=args.image, series=args.series, levels=args.levels,

@@ -12,6 +12,7 @@ from archivestore.cli._common import (
     add_store_options,
     command,
     error,
+    need,
     open_store,
     print_report,
     storage_option,
@@ -110,12 +111,20 @@ def _add_isic(sources: Any) -> None:
 
 
 def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
-    from archivestore import ingest
+    """Ingest and report: exit 0, 1 (items failed, or the store refused writes), 2 (the archive out of reach),
+    130 (Ctrl-C: the rows of what completed are stored first; :func:`command` prints the line)."""
+    from archivestore._ingest import IngestInterrupted, ingest
+    from archivestore.errors import UnreachableError
 
     store = open_store(args, mode="a", create=True)
-    report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+    try:
+        report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+    except IngestInterrupted as exc:
+        print_report("", True, [("FAILED", bad) for bad in exc.report.failed], summary_line=False)
+        raise
     lines = [*(("WARNING", w) for w in report.warnings), *(("FAILED", bad) for bad in report.failed)]
-    return print_report(f"{report.summary()}{extra}", report.ok, lines)
+    code = print_report(f"{report.summary()}{extra}", report.ok, lines)
+    return 2 if isinstance(report.stopped, UnreachableError) else code
 
 
 @command
@@ -262,6 +271,7 @@ def _idr(args: argparse.Namespace) -> int:
 
 @command
 def _ome_zarr(args: argparse.Namespace) -> int:
+    need("ome")
     from archivestore.sources.ome_zarr import OmeZarrSource
 
     return _ingest(args, OmeZarrSource(args.urls, level=args.level, storage_options=dict(args.source_option)))
@@ -269,6 +279,7 @@ def _ome_zarr(args: argparse.Namespace) -> int:
 
 @command
 def _tcia(args: argparse.Namespace) -> int:
+    need("dicom")
     from archivestore.sources.tcia import DEFAULT_NBIA_URL, Tcia, TciaSource
 
     options = {k: v for k, v in _client_options(args).items() if k not in ("cache_dir", "cache_expire")}
@@ -282,6 +293,7 @@ def _tcia(args: argparse.Namespace) -> int:
 
 @command
 def _idc(args: argparse.Namespace) -> int:
+    need("idc", "dicom")
     from archivestore.sources.idc import IdcIndex, IdcSource
 
     source = IdcSource(IdcIndex(args.index), collection=args.collection, modality=args.modality, sql=args.sql,

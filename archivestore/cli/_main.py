@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit code: 0 done; 1 some items failed (listed on stderr) or nothing to do;
         2 an error (one ``archivestore: error: ...`` line on stderr, see
-        :mod:`archivestore.cli._common`). Argument errors, ``--help`` and ``--version``
+        :mod:`archivestore.cli._common`); 130 interrupted (Ctrl-C). Argument errors, ``--help`` and ``--version``
         exit through argparse's ``SystemExit`` (2, 0, 0).
     """
     args = build_parser().parse_args(argv)
@@ -61,4 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (``| head``): stop quietly, as the Python docs advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # outside a command's own handling (e.g. while modules load)
+        print("interrupted", file=sys.stderr)
+        return 130
     return code

@@ -44,7 +44,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     store = open_store(args, mode="a" if args.repair else "r")
     report = verify(store, repair=args.repair, workers=args.workers, progress=not args.no_progress)
-    lines = [*(("PROBLEM", p) for p in report.problems), *(("NOT REPAIRED", p) for p in report.unrepaired)]
+    lines = [*(("PROBLEM", p) for p in report.problems), *(("NOT REPAIRED", p) for p in report.unrepaired),
+             *(("UNREACHABLE", p) for p in report.unreachable)]
     return print_report(report.summary(), report.ok, lines)
 
 

@@ -21,6 +21,8 @@ import asyncio
 import functools
 import hashlib
 import json
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ from zarr.dtype import parse_data_type
 from zarr.storage import StorePath, WrapperStore
 
 from archivestore.layout import STATE_KEY, compressors, tile_chunks, tile_shards
-from archivestore.store._lock import create_exclusive, parse_doc, read_doc
+from archivestore.store._lock import LEASE_SECONDS, RENEWER, create_exclusive, parse_doc, read_doc
 
 __all__ = ["GroupWriter", "array", "checksum", "read_group_doc", "read_if_complete", "read_state"]
 
@@ -161,17 +163,45 @@ class GroupWriter:
             name: ArrayV3Metadata.from_dict(dict(meta)) for name, meta in (arrays or {}).items()}
         self._pending: list[tuple[str, ArrayV3Metadata, np.ndarray]] = []
         self.claimed = False
+        self._claim: dict[str, Any] = {}
+        self._claim_lock = threading.Lock()
+        self.lease_seconds = LEASE_SECONDS
+        self.renewed = time.monotonic()
 
     def start(self, state: dict[str, Any], *, exclusive: bool = False) -> bool:
         """Write the group's document with an incomplete ``state``: the group exists, unfinished.
 
         With ``exclusive``, only if there is no document yet (an atomic create where the store
-        has one, see :mod:`archivestore.store._lock`); returns whether this call wrote it.
+        has one, see :mod:`archivestore.store._lock`); returns whether this call wrote it. A
+        ``writer`` in ``state`` makes the document a claim, renewed in the background (like a
+        lease) until :meth:`finish`.
         """
         written = self._put_doc({**self.attributes, STATE_KEY: {**state, "complete": False}}, consolidated=False,
                                 exclusive=exclusive)
         self.claimed = written and "writer" in state
+        if self.claimed:
+            self._claim = dict(state)
+            self.renewed = time.monotonic()
+            RENEWER.add(self)
         return written
+
+    def renew(self) -> None:
+        """Push the claim's expiry on (one PUT); not once it has expired (another writer may own the group)."""
+        with self._claim_lock:
+            writer = self._claim.get("writer") or {}
+            if not self.claimed or writer.get("expires", 0) < time.time():
+                RENEWER.drop(self)
+                return
+            self._claim = {**self._claim, "writer": {**writer, "expires": time.time() + self.lease_seconds}}
+            self._put_doc({**self.attributes, STATE_KEY: {**self._claim, "complete": False}}, consolidated=False)
+            self.renewed = time.monotonic()
+
+    def _unclaim(self) -> bool:
+        """Stop renewing the claim (waiting for a renewal under way); whether there was one."""
+        RENEWER.drop(self)
+        with self._claim_lock:
+            claimed, self.claimed = self.claimed, False
+        return claimed
 
     def put_array(self, name: str, data: np.ndarray, dims: tuple[str, ...], *,
                   chunks: tuple[int, ...] | None = None, codecs: tuple[Any, ...] | None = None,
@@ -201,16 +231,15 @@ class GroupWriter:
     def finish(self, state: dict[str, Any]) -> None:
         """Write the queued arrays, then the group's document with ``state``: the completion marker last."""
         sync(self._write_arrays())
+        self._unclaim()
         self._put_doc({**self.attributes, STATE_KEY: state}, consolidated=self.consolidate)
-        self.claimed = False
 
     def __enter__(self) -> GroupWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         """A write that failed gives up its claim: the group stays incomplete, for the next writer to replace."""
-        if kind is not None and self.claimed:
-            self.claimed = False
+        if self._unclaim() and kind is not None:
             self._put_doc({**self.attributes, STATE_KEY: {"complete": False}}, consolidated=False)
 
     def _queue(self, name: str, data: np.ndarray, meta: ArrayV3Metadata) -> None:

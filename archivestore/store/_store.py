@@ -22,6 +22,8 @@ from archivestore.errors import InvalidInputError, NotFoundError, StoreNotFoundE
 from archivestore.layout import GROUND_TRUTH, LAYOUT_VERSION, STATE_KEY, Layout
 from archivestore.store import _metadata
 from archivestore.store._groups import read_if_complete
+from archivestore.store._owned import check_readable, claim_root
+from archivestore.store._reach import check_endpoint
 from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
 
@@ -47,6 +49,7 @@ def _zarr_store(url: str, mode: str, storage_options: Mapping[str, Any] | None) 
     read_only = mode == "r"
     if "://" in url and not url.startswith("file://"):
         options = {**BUCKET_DEFAULTS.get(url.split("://")[0], {}), **(storage_options or {})}
+        check_endpoint(url, options)
         return zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=read_only)
     path = url[len("file://"):] if url.startswith("file://") else url
     return zarr.storage.LocalStore(path, read_only=read_only)
@@ -64,7 +67,8 @@ def open_store(
     url
         A local path or any fsspec URL (``s3://bucket/isic.zarr``, ``memory://x``).
     mode
-        ``"r"`` read only; ``"a"`` read and write, creating the store if missing.
+        ``"r"`` read only; ``"a"`` read and write, creating the store where nothing is (or in an
+        empty directory).
     storage_options
         Passed to fsspec (e.g. ``{"anon": True}`` or an ``endpoint_url``).
 
@@ -72,6 +76,10 @@ def open_store(
     ------
     StoreNotFoundError
         ``mode="r"`` and there is no store at ``url`` (also a ``FileNotFoundError``).
+    NotAStoreError
+        Something that is not an archivestore store is at ``url`` (a Zarr v2 or v3 hierarchy
+        without the ``archivestore`` root attribute, an OME-Zarr image, a non-empty directory,
+        a file); with ``mode="a"`` nothing is written to it (also a ``ValueError``).
     """
     if mode not in ("r", "a"):
         raise InvalidInputError(f"mode must be 'r' or 'a', not {mode!r}")
@@ -79,16 +87,15 @@ def open_store(
     zstore = _zarr_store(url, mode, storage_options)
     if mode == "r":
         try:
-            root = zarr.open_group(zstore, mode="r", zarr_format=3)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            raise StoreNotFoundError(f"no archivestore store at {url}") from None
+            found = check_readable(zstore, url)
+        except FileNotFoundError:
+            found = False
+        if not found:
+            raise StoreNotFoundError(f"no archivestore store at {url}")
+        root = zarr.open_group(zstore, mode="r", zarr_format=3)
     else:
-        try:
-            root = zarr.open_group(zstore, mode="a", zarr_format=3)
-        except zarr.errors.ContainsGroupError:  # another writer created it a moment ago
-            root = zarr.open_group(zstore, mode="r+", zarr_format=3)
-        if "archivestore" not in root.attrs:
-            root.attrs["archivestore"] = {"layout": LAYOUT_VERSION}
+        claim_root(zstore, url)  # creates it where nothing is; refuses what is not ours, writing nothing
+        root = zarr.open_group(zstore, mode="r+", zarr_format=3)
     marker = root.attrs.get("archivestore")
     version = int(str(marker.get("layout", 1))) if isinstance(marker, dict) else 1
     if version > LAYOUT_VERSION:

@@ -24,6 +24,7 @@ from archivestore.store import _metadata
 from archivestore.store._groups import GroupWriter, read_group_doc, read_state
 from archivestore.store._lock import LEASE_SECONDS, Lease, acquire, holder, is_stale
 from archivestore.store._studies import StudyRow, annotated_pairs, append_study
+from archivestore.store._swap import copy_group, swap_group
 
 if TYPE_CHECKING:
     from archivestore.layout import Layout
@@ -134,10 +135,21 @@ class StoreWriting:
         consolidated = doc.get("consolidated_metadata") or {}
         return GroupWriter(self.zstore, path, attributes, arrays=consolidated.get("metadata"))
 
-    def drop_item(self, path: str) -> None:
-        """Replace the item group at ``path`` by an empty, incomplete one (``verify --repair`` before fetching
-        it again)."""
-        self.new_group(path, replace=True)
+    def swap_group(self, fresh: StoreWriting, path: str) -> None:
+        """Put the complete group at ``path`` of the store ``fresh`` in place of this store's, under its lease.
+
+        Its arrays go first and its document last (see :mod:`archivestore.store._swap`): until the swap the
+        old group stays as it was, so ``verify --repair`` never leaves less than it found.
+        """
+        state = fresh.group_state(path) or {}
+        if not state.get("complete"):
+            raise ValueError(f"the fresh copy of {path} is not complete")
+        with self.item_lease(path):
+            swap_group(fresh.zstore, self.zstore, path)
+
+    def copy_group_to(self, other: StoreWriting, path: str) -> None:
+        """Copy the group at ``path`` (every object, the document last) into the store ``other``."""
+        copy_group(self.zstore, other.zstore, path)
 
     def stored_image_ids(self) -> list[str]:
         """Every image group, complete or not, by its archive id (lists the ``images`` group: costly)."""

@@ -59,15 +59,22 @@ class FaultyProxy:
             self.passed += not fail
         return b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>" if fail else None
 
+    def answer(self, command: str, path: str) -> tuple[int, bytes] | None:
+        """The status and body to answer a request with instead of passing it on (``503`` when :meth:`refuse`
+        says so), or None to pass it."""
+        msg = self.refuse(command)
+        return None if msg is None else (503, msg)
+
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        """Answer one request: refused with ``503`` (see :meth:`refuse`) or passed upstream after ``delay``."""
+        """Answer one request: refused (see :meth:`answer`) or passed upstream after ``delay``."""
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests.append((handler.command, handler.path))
-        msg = self.refuse(handler.command)
-        if msg is not None:
-            handler.send_response(503)
+        answer = self.answer(handler.command, handler.path)
+        if answer is not None:
+            status, msg = answer
+            handler.send_response(status)
             handler.send_header("Content-Length", str(len(msg)))
             handler.end_headers()
             handler.wfile.write(msg)

@@ -66,14 +66,19 @@ def test_lease_excludes_waits_and_breaks_dead_holders(tmp_path):
     # a holder on this host that no longer runs is broken at once
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    key = tmp_path / "s.zarr" / "_locks" / "x" / "zarr.json"
+    key = tmp_path / "s.zarr" / "_locks" / "x" / "g1000" / "zarr.json"  # a newer generation than ours
+    key.parent.mkdir()
     key.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
         "token": "t", "host": __import__("socket").gethostname(), "pid": dead.pid, "expires": time.time() + 999}}))
     acquire(zstore, "x", wait_seconds=0.3).release()
     # an expired lease from another host too
+    key = key.parent.parent / "g2000" / "zarr.json"
+    key.parent.mkdir()
     key.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
         "token": "t", "host": "elsewhere", "pid": 1, "expires": time.time() - 1}}))
     acquire(zstore, "x", wait_seconds=0.3).release()
+    key = key.parent.parent / "g3000" / "zarr.json"
+    key.parent.mkdir()
     key.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
         "token": "t", "host": "elsewhere", "pid": 1, "expires": time.time() + 999}}))
     with pytest.raises(LeaseTimeout, match="elsewhere"):

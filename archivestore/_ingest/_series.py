@@ -8,6 +8,8 @@
   ``segmentations/<uid>``: ``labels`` (segment, z, y, x) on the grid of the stored volume
   it segments (so that volume must be ingested first or in the same run: the ingest
   submits SEGs and RTSTRUCTs after the other series).
+- An SR measurement report (TID 1500) becomes ``findings/<uid>``, a table of its findings
+  (:mod:`archivestore._ingest._findings`).
 
 Each group is written under its lease, arrays first and its state last; the state
 carries the group's ``series_metadata`` row, so a rerun that finds it complete hands
@@ -25,6 +27,7 @@ from archivestore._ingest._results import SeriesResult
 from archivestore.dicom import (
     Labels,
     Volume,
+    is_report,
     is_rtstruct,
     is_segmentation,
     read_segmentation,
@@ -67,6 +70,10 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
             from archivestore._ingest._rtstruct import write_rtstruct
 
             return write_rtstruct(store, item, files)
+        if is_report(files):
+            from archivestore._ingest._findings import write_findings
+
+            return write_findings(store, item, files)
         return _write_volumes(store, item, files)
     except InvalidInputError as exc:
         raise BadItem(item.id, item.where, str(exc)) from None
@@ -75,7 +82,7 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
 def _complete_rows(store: Store, uid: str) -> dict[str, dict[str, Any]]:
     """Rows of the complete groups a previous run wrote for this series (empty if none)."""
     layout = store.layout
-    for path in (layout.series(uid), layout.segmentation(uid)):
+    for path in (layout.series(uid), layout.segmentation(uid), layout.findings(uid)):
         state = store.group_state(path)
         if state and state.get("complete"):
             return {str(state["name"]): state["row"]}

@@ -89,8 +89,8 @@ def measurement_report(source: Sequence[tuple[str, bytes]], findings: Sequence[M
         ]
         evaluations = [hd.sr.QualitativeEvaluation(MALIGNANCY, _RATING[int(f["malignancy"]) - 1]),
                        hd.sr.QualitativeEvaluation(SUBTLETY, _RATING[int(f["subtlety"]) - 1])]
-        common: dict[str, Any] = {"tracking_identifier": identifier, "finding_type": _NODULE, "measurements": measurements,
-                  "qualitative_evaluations": evaluations}
+        common: dict[str, Any] = {"tracking_identifier": identifier, "finding_type": _NODULE,
+                                  "measurements": measurements, "qualitative_evaluations": evaluations}
         if seg is not None:
             number = k % len(seg.SegmentSequence) + 1
             segment = hd.sr.ReferencedSegment(sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,

@@ -85,6 +85,25 @@ def add_idc_commands(subparsers: Any) -> None:
     q.add_argument("--gcs", action="store_true", help="the Google Cloud bucket's URL instead of AWS's")
     _common_options(q)
     q.set_defaults(func=_instance_url)
+    _add_citations(queries)
+
+
+def _add_citations(queries: Any) -> None:
+    q = queries.add_parser("citations", help="what to cite for a selection: its DOIs resolved (APA, BibTeX, CSL JSON)",
+                           description="Resolve the source_DOI values of the selected series by DOI content "
+                           "negotiation (deduplicated, with IDC's own paper as idc-index adds it), cached on disk.")
+    for key, what in _FILTERS.items():
+        q.add_argument(f"--{key}", action="extend", nargs="+", default=None, metavar="VALUE",
+                       help=f"{what} (several allowed)")
+    q.add_argument("--sql", default=None, help="the series a query returns (a SeriesInstanceUID column)")
+    q.add_argument("--format", choices=("apa", "bibtex", "json"), default="apa", help="default: %(default)s")
+    q.add_argument("--doi-resolver", default="https://doi.org/", metavar="URL",
+                   help="the DOI resolver (a mirror); default: %(default)s")
+    q.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="where citations are kept (default: ~/.cache/archivestore/citations)")
+    q.add_argument("--without-idc", action="store_true", help="leave out IDC's own paper (10.1148/rg.230180)")
+    q.add_argument("--index", default=None, metavar="FILE", help="index parquet (default: idc-index-data's)")
+    q.set_defaults(func=_citations)
 
 
 def _common_options(q: argparse.ArgumentParser) -> None:
@@ -161,3 +180,24 @@ def _instance_url(args: argparse.Namespace) -> int:
     from archivestore.sources._idc_urls import instance_urls
 
     return _lines(instance_urls(_index(args), args.uids, args.instance_index, gcs=args.gcs), "url", args.csv)
+
+
+@command
+@_extra_missing
+def _citations(args: argparse.Namespace) -> int:
+    import sys
+
+    from archivestore.sources._idc_citations import citations, selection_dois
+
+    selection = {key: getattr(args, key) for key in _FILTERS}
+    if not any(selection.values()) and args.sql is None:
+        return error("say which series: --collection, --patient, --study, --series, --modality or --sql")
+    dois = selection_dois(_index(args), include_idc=not args.without_idc, sql=args.sql, **selection)
+    result = citations(dois, args.format, resolver=args.doi_resolver, cache_dir=args.cache_dir)
+    if result.citations:
+        print(result.render(args.format))
+    for bad in result.failed:
+        print(f"FAILED {bad}", file=sys.stderr)
+    print(f"{len(result.citations)} citations of {len(dois)} DOIs ({result.cached} from the cache)"
+          + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
+    return 1 if result.failed else 0

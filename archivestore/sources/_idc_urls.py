@@ -34,8 +34,8 @@ from archivestore.sources.idc import IdcIndex
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GCS_BUCKETS", "VIEWERS", "VIEWER_BASE", "instance_url", "instance_urls", "viewer_url", "viewer_urls",
-           "with_viewer_urls"]
+__all__ = ["GCS_BUCKETS", "VIEWERS", "VIEWER_BASE", "instance_url", "instance_urls", "slim_studies", "viewer_url",
+           "viewer_urls", "with_viewer_urls"]
 
 VIEWER_BASE = "https://viewer.imaging.datacommons.cancer.gov"
 VIEWERS = ("ohif_v3", "ohif_v2", "slim")
@@ -78,6 +78,13 @@ def _study_modalities(index: IdcIndex, studies: Sequence[str]) -> dict[str, set[
     for study, modality in zip(rows["StudyInstanceUID"], rows["Modality"], strict=True):
         out.setdefault(str(study), set()).add(str(modality))
     return out
+
+
+def slim_studies(index: IdcIndex, query: str, params: Sequence[object]) -> dict[str, set[str]]:
+    """``{StudyInstanceUID: {"SM"}}`` for the studies of a selection that hold an SM series (one query)."""
+    rows = index.sql(f'SELECT DISTINCT "StudyInstanceUID" FROM index WHERE "Modality" = \'SM\' AND '
+                     f'"StudyInstanceUID" IN (SELECT "StudyInstanceUID" FROM ({query}\n))', list(params))
+    return {str(study): {"SM"} for study in rows["StudyInstanceUID"]}
 
 
 def viewer_urls(index: IdcIndex, uids: Sequence[str], *, viewer: str | None = None) -> pd.DataFrame:

@@ -75,6 +75,9 @@ def test_ingest_idc_rtstructs_then_overlap(series, tmp_path, s3_env, capsys):
     np.testing.assert_array_equal(stored["z"].values, series["volume"].z)
     table = store.metadata_frame("series")
     assert table.loc[rt_b, "store.kind"] == "segmentation" and table.loc[rt_b, "store.source_series"] == ct
+    study = table.loc[ct, "StudyInstanceUID"]  # the series table carries the viewer URL idc-index gives
+    assert table.loc[ct, "viewer_url"] == ("https://viewer.imaging.datacommons.cancer.gov/v3/viewer/"
+                                           f"?StudyInstanceUIDs={study}&initialSeriesInstanceUID={ct}")
 
     # RTSTRUCT and SEG raters alike (segments matched by code: GTV, Nodules, and the SEG's own)
     assert main(["overlap", store_path, "--segmentations"]) == 0

@@ -84,10 +84,13 @@ def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem
 
 
 def _check_series(store: Store, series_id: str) -> list[Problem]:
-    """A volume or segmentation the series table lists (its group is one of the two)."""
+    """A volume, segmentation or findings table the series table lists (its group is one of the three)."""
     path = store.layout.series(series_id)
     if store.group_state(path) is None:
         path = store.layout.segmentation(series_id)
+        findings = store.layout.findings(series_id)
+        if store.group_state(path) is None and store.group_state(findings) is not None:
+            path = findings
     problem = _check_group(store, series_id, path)
     return [problem] if problem else []
 

@@ -1,6 +1,7 @@
 """RTSTRUCT rasterisation: archivestore's ``read_rtstruct`` vs rt-utils' mask creation on the same files.
 
-A ``--slices``-slice CT (default 100; pydicom's ``CT_small`` 128x128 copied along z, 2.5 mm apart) and
+A ``--slices``-slice CT (default 100; pydicom's ``CT_small`` 128x128 copied along z, 2.5 mm apart; ``--size
+512`` repeats its pixels to a CT-sized 512x512 grid) and
 one structure set contouring every slice: ``Body`` (one 160-point outline), ``GTV`` (a ring: an outer
 and an inner contour per slice) and ``Nodules`` (two islands per slice) -- 400 closed contours. Both
 read the same files from disk. Measured in one run, best of ``--repeat``:
@@ -18,7 +19,7 @@ whole pixels and fills with OpenCV's ``fillPoly``; archivestore fills by pixel c
 
 Run::
 
-    .venv/bin/python benchmarks/bench_rtstruct.py [--slices 100] [--repeat 3]
+    .venv/bin/python benchmarks/bench_rtstruct.py [--slices 100] [--repeat 3] [--size 512]
 """
 
 from __future__ import annotations
@@ -74,15 +75,38 @@ def structure(shape: tuple[int, int, int]) -> dict[str, list[tuple[int, np.ndarr
     return rois
 
 
+def upscaled(files: list[tuple[str, bytes]], factor: int) -> list[tuple[str, bytes]]:
+    """The series with each pixel repeated ``factor`` x ``factor`` times (128 -> 512 for a CT-sized grid)."""
+    import io
+
+    import pydicom
+
+    out = []
+    for name, data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        pixels = np.kron(ds.pixel_array, np.ones((factor, factor), dtype=ds.pixel_array.dtype))
+        ds.Rows, ds.Columns = pixels.shape
+        ds.PixelSpacing = [float(v) / factor for v in ds.PixelSpacing]
+        ds.PixelData = pixels.tobytes()
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        out.append((name, buffer.getvalue()))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--size", type=int, default=128, choices=(128, 256, 512),
+                        help="rows and columns of the CT (CT_small's 128, or its pixels repeated)")
     args = parser.parse_args()
     python = ensure_env()
     print(machine())
     with workdir("rtstruct-") as work:
         ct = dicom.ct_series(args.slices, seed="bench-rt", spacing=2.5)
+        if args.size != 128:
+            ct = upscaled(ct, args.size // 128)
         (work / "ct").mkdir()
         for name, data in ct:
             (work / "ct" / name).write_bytes(data)

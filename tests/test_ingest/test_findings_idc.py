@@ -69,6 +69,8 @@ def test_ingest_idc_reports_then_findings_agreement(series, tmp_path, s3_env, ca
     assert table.loc[uid_of(first), "store.kind"] == "findings"
     assert len(store.segmentations_of(ct)) == 0
 
+    assert main(["verify", store_path]) == 0  # findings groups are checked like every other group
+    capsys.readouterr()
     assert main(["overlap", store_path, "--findings"]) == 0
     printed = capsys.readouterr().out
     assert "1 series x 3 observers; findings matched by tracking_uid" in printed and "fleiss" in printed

@@ -156,3 +156,25 @@ def test_another_series_is_refused(ct):
     rs = rtstruct.structure_set(other, {"GTV": [(1, np.array([[10.0, 10], [10, 20], [20, 20]]))]})
     with pytest.raises(InvalidInputError, match="contours series"):
         read_rtstruct(rs, volume)
+
+
+def test_the_fill_equals_skimage_on_random_polygons():
+    """fill_polygon (Pillow's scanline fill, skimage's point-in-polygon test near the edges) == skimage.draw.polygon."""
+    from skimage.draw import polygon
+
+    from archivestore.dicom._rtstruct import fill_polygon
+
+    rng = np.random.default_rng(5)
+    for case in range(120):
+        n, size = int(rng.integers(3, 120)), int(rng.choice([9, 64, 200]))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radius = rng.uniform(0.2, 1, n) * rng.uniform(0.3, size / 2.2)
+        centre = rng.uniform(size * 0.3, size * 0.7, 2)
+        r = np.clip(centre[0] + radius * np.sin(angles), -0.5, size - 0.5)
+        c = np.clip(centre[1] + radius * np.cos(angles), -0.5, size - 0.5)
+        if case % 4 == 0:  # self-intersecting, tiny, or thin: vertices anywhere
+            r, c = rng.uniform(-0.5, size - 0.5, n), rng.uniform(-0.5, size - 0.5, n)
+        expected = np.zeros((size, size), np.uint8)
+        rr, cc = polygon(r, c, (size, size))
+        expected[rr, cc] = 1
+        np.testing.assert_array_equal(fill_polygon(r, c, (size, size)), expected, err_msg=f"case {case}")

@@ -307,6 +307,8 @@ class Layout:
     SEGMENTATIONS = "segmentations"
     SERIES_METADATA = "series_metadata"
     SEGMENTATION_OVERLAP = "segmentation_overlap"
+    FINDINGS = "findings"
+    FINDINGS_AGREEMENT = "findings_agreement"
     PLATES = "plates"
     LOCKS = "_locks"
 
@@ -371,6 +373,10 @@ class Layout:
     def segmentation(self, series_uid: str) -> str:
         """``segmentations/<SEG SeriesInstanceUID>``: one DICOM SEG as label volumes."""
         return f"{self.SEGMENTATIONS}/{self.node(series_uid)}"
+
+    def findings(self, series_uid: str) -> str:
+        """``findings/<SR SeriesInstanceUID>``: one measurement report's findings as a table along ``row``."""
+        return f"{self.FINDINGS}/{self.node(series_uid)}"
 
     def plate(self, plate_id: str) -> str:
         """``plates/<id>``: a screening plate's well grid of image ids."""

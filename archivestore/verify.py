@@ -98,11 +98,14 @@ def _check_image(store: Store, image_id: str, raters: list[str]) -> list[Problem
 
 
 def _check_series(store: Store, series_id: str) -> list[Problem]:
-    """A volume or segmentation the series table lists (its group is one of the two)."""
+    """A volume, segmentation or findings table the series table lists (its group is one of the three)."""
     path = store.layout.series(series_id)
     try:
         if store.group_state(path) is None:
             path = store.layout.segmentation(series_id)
+            findings = store.layout.findings(series_id)
+            if store.group_state(path) is None and store.group_state(findings) is not None:
+                path = findings
     except Exception as exc:
         if not is_transport_failure(exc):
             raise

@@ -202,8 +202,8 @@ class _Run:
 
 
 def _is_seg(item: SeriesItem) -> bool:
-    """Whether the archive's record says the series is a SEG (they are written after the others)."""
-    return str(item.metadata.get("Modality", "")).upper() == "SEG"
+    """Whether the archive's record says the series is a SEG or RTSTRUCT (written after the others)."""
+    return str(item.metadata.get("Modality", "")).upper() in {"SEG", "RTSTRUCT"}
 
 
 def _task(item: AnyItem) -> Any:
@@ -242,7 +242,7 @@ def ingest(
         :class:`~archivestore.sources.ArrayItem` (microscopy images) and
         :class:`~archivestore.sources.PlateItem` (plates); if it has a ``problems``
         list (items it could not even form), those are reported too.
-        Series whose record says ``Modality: SEG`` are written after the others,
+        Series whose record says ``Modality: SEG`` or ``RTSTRUCT`` are written after the others,
         because a segmentation is stored on the grid of the volume it segments.
     workers
         Worker threads decoding and writing images (default: the number of CPUs).

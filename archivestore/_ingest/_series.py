@@ -4,9 +4,12 @@
   coordinates ``z``/``y``/``x`` in mm and ``sop_instance_uid``), or, when it holds
   several stacks (orientations, sizes, localizers), one group per stack named
   ``<uid>_part<k>`` (k from 1).
-- A SEG becomes ``segmentations/<uid>``: ``labels`` (segment, z, y, x) on the grid of
-  the stored volume it segments (so that volume must be ingested first or in the same
-  run: the ingest submits SEGs after the other series).
+- A SEG, and an RTSTRUCT (rasterised: :mod:`archivestore._ingest._rtstruct`), becomes
+  ``segmentations/<uid>``: ``labels`` (segment, z, y, x) on the grid of the stored volume
+  it segments (so that volume must be ingested first or in the same run: the ingest
+  submits SEGs and RTSTRUCTs after the other series).
+- An SR measurement report (TID 1500) becomes ``findings/<uid>``, a table of its findings
+  (:mod:`archivestore._ingest._findings`).
 
 Each group is written under its lease, arrays first and its state last; the state
 carries the group's ``series_metadata`` row, so a rerun that finds it complete hands
@@ -24,6 +27,8 @@ from archivestore._ingest._results import SeriesResult
 from archivestore.dicom import (
     Labels,
     Volume,
+    is_report,
+    is_rtstruct,
     is_segmentation,
     read_segmentation,
     read_series,
@@ -34,7 +39,7 @@ from archivestore.layout import volume_chunks, volume_compressors
 from archivestore.sources import SeriesItem
 from archivestore.store import Store
 
-__all__ = ["part_id", "process_series"]
+__all__ = ["part_id", "process_series", "stored_volume", "write_labels"]
 
 _DICOM_FIELDS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "BodyPartExamined",
                  "Manufacturer", "SliceThickness", "PixelSpacing", "Rows", "Columns")
@@ -61,6 +66,14 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
     try:
         if is_segmentation(files):
             return _write_segmentation(store, item, files)
+        if is_rtstruct(files):
+            from archivestore._ingest._rtstruct import write_rtstruct
+
+            return write_rtstruct(store, item, files)
+        if is_report(files):
+            from archivestore._ingest._findings import write_findings
+
+            return write_findings(store, item, files)
         return _write_volumes(store, item, files)
     except InvalidInputError as exc:
         raise BadItem(item.id, item.where, str(exc)) from None
@@ -69,7 +82,7 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
 def _complete_rows(store: Store, uid: str) -> dict[str, dict[str, Any]]:
     """Rows of the complete groups a previous run wrote for this series (empty if none)."""
     layout = store.layout
-    for path in (layout.series(uid), layout.segmentation(uid)):
+    for path in (layout.series(uid), layout.segmentation(uid), layout.findings(uid)):
         state = store.group_state(path)
         if state and state.get("complete"):
             return {str(state["name"]): state["row"]}
@@ -149,7 +162,7 @@ def _put_grid(writer: Any, z: np.ndarray, y: np.ndarray, x: np.ndarray, uids: tu
         writer.put_values("frame_number", np.asarray(frames, dtype=np.int32), "z")
 
 
-def _stored_volume(store: Store, source: str, instances: frozenset[str]) -> tuple[str, Volume]:
+def stored_volume(store: Store, source: str, instances: frozenset[str]) -> tuple[str, Volume]:
     """The stored volume (group id and grid) holding a SEG's referenced instances."""
     candidates = [source]
     first = store.group_state(store.layout.series(f"{source}_part1"))
@@ -178,10 +191,15 @@ def _stored_volume(store: Store, source: str, instances: frozenset[str]) -> tupl
 def _write_segmentation(store: Store, item: SeriesItem, files: list[tuple[str, bytes]]) -> SeriesResult:
     source = segmentation_source(files)
     try:
-        vid, volume = _stored_volume(store, source.source_series, source.source_instances)
+        vid, volume = stored_volume(store, source.source_series, source.source_instances)
     except NotFoundError as exc:
         raise BadItem(item.id, item.where, str(exc)) from None
-    labels = read_segmentation(files, volume)
+    return write_labels(store, item, read_segmentation(files, volume), volume, vid)
+
+
+def write_labels(store: Store, item: SeriesItem, labels: Labels, volume: Volume, vid: str,
+                 notes: list[str] | None = None) -> SeriesResult:
+    """Write a SEG's or an RTSTRUCT's labels as ``segmentations/<uid>`` on the grid of stored volume ``vid``."""
     path = store.layout.segmentation(item.id)
     row = {**item.metadata, "dicom": _dicom_summary(labels.header, len(volume.z)),
            "store": {"kind": "segmentation", "group": path, "source_series": labels.source_series,
@@ -189,7 +207,7 @@ def _write_segmentation(store: Store, item: SeriesItem, files: list[tuple[str, b
     with store.lease(path):
         state = store.group_state(path)
         if state and state.get("complete"):
-            return SeriesResult(False, {item.id: dict(state["row"])})
+            return SeriesResult(False, {item.id: dict(state["row"])}, list(notes or []))
         writer = store.new_group(path, replace=state is not None, attributes=_seg_attrs(item, labels, volume, vid))
         dims = ("segment", "z", "y", "x")
         sums = {"labels": writer.put_array("labels", labels.labels, dims, codecs=volume_compressors(),
@@ -200,7 +218,7 @@ def _write_segmentation(store: Store, item: SeriesItem, files: list[tuple[str, b
         _put_grid(writer, volume.z, volume.y, volume.x, volume.sop_instance_uids, volume.frame_numbers)
         writer.finish({"complete": True, "name": item.id, "series": item.id, "shape": list(labels.labels.shape),
                        "checksums": sums, "row": row, "source": item.where, "origin": item.origin})
-    return SeriesResult(True, {item.id: row})
+    return SeriesResult(True, {item.id: row}, list(notes or []))
 
 
 def _seg_attrs(item: SeriesItem, labels: Labels, volume: Volume, vid: str) -> dict[str, Any]:

@@ -14,6 +14,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from archivestore.analysis._findings import (
+        cohen_kappa,
+        findings_agreement,
+        findings_agreement_table,
+        fleiss_kappa,
+        write_findings_agreement,
+    )
     from archivestore.analysis._heatmap import agreement_counts, heatmap, montage, write_heatmaps
     from archivestore.analysis._overlap import MEASURES, overlap, overlap_summary, write_overlap
     from archivestore.analysis._overlap_arrays import OverlapArrays, overlap_arrays, write_overlap_arrays
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
     from archivestore.analysis._superpixels import SuperpixelMap, superpixel_map, superpixel_stats
 
 _MODULES = {
+    "archivestore.analysis._findings": ("cohen_kappa", "findings_agreement", "findings_agreement_table",
+                                        "fleiss_kappa", "write_findings_agreement"),
     "archivestore.analysis._heatmap": ("agreement_counts", "heatmap", "montage", "write_heatmaps"),
     "archivestore.analysis._overlap": ("MEASURES", "overlap", "overlap_summary", "write_overlap"),
     "archivestore.analysis._overlap_arrays": ("OverlapArrays", "overlap_arrays", "write_overlap_arrays"),
@@ -43,6 +52,10 @@ __all__ = [
     "OverlapArrays",
     "SuperpixelMap",
     "agreement_counts",
+    "cohen_kappa",
+    "findings_agreement",
+    "findings_agreement_table",
+    "fleiss_kappa",
     "heatmap",
     "montage",
     "overlap",
@@ -54,6 +67,7 @@ __all__ = [
     "segmentation_overlap_summary",
     "superpixel_map",
     "superpixel_stats",
+    "write_findings_agreement",
     "write_heatmaps",
     "write_overlap",
     "write_overlap_arrays",

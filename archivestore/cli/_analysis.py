@@ -38,8 +38,11 @@ def add_overlap_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--segmentations", action="store_true",
                    help="instead: the DICOM SEGs of every series with two or more, rater against rater per "
                    "segment (Dice, Jaccard, volume in ml), written to segmentation_overlap")
+    p.add_argument("--findings", action="store_true",
+                   help="instead: the SR findings of every observer, matched across observers; Cohen's/Fleiss' "
+                   "kappa per qualitative concept and the spread of each measurement, written to findings_agreement")
     p.add_argument("--series", nargs="+", default=None, metavar="UID",
-                   help="with --segmentations: only these source series")
+                   help="with --segmentations or --findings: only these source series")
     binarise = p.add_mutually_exclusive_group()
     binarise.add_argument("--threshold", type=float, default=None,
                           help="Dice counts superpixels with value > THRESHOLD (default 0: 'possible' counts); "
@@ -68,6 +71,10 @@ def _overlap(args: argparse.Namespace) -> int:
     store = open_store(args, mode="a")
     if args.segmentations:
         return _segmentation_overlap(args, store)
+    if args.findings:
+        from archivestore.cli._findings import findings_agreement_command
+
+        return findings_agreement_command(args, store)
     name = args.study if args.study is not None else _only_study(store.studies())
     threshold, inclusive = (1.0, True) if args.definite else (args.threshold or 0.0, False)
     options = {"threshold": threshold, "inclusive": inclusive, "within_mask": args.within_mask,

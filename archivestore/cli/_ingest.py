@@ -189,6 +189,8 @@ def _add_idc(sources: Any) -> None:
     _series_filters(p)
     p.add_argument("--sql", default=None, help='"SELECT SeriesInstanceUID FROM index WHERE ..."')
     p.add_argument("--index", default=None, metavar="FILE", help="index parquet (default: idc-index-data's)")
+    p.add_argument("--yes", action="store_true", help="ingest even when the selection is larger than the free "
+                   "space of a local store")
     _source_options(p, "the bucket")
     p.set_defaults(func=_idc)
 
@@ -299,7 +301,10 @@ def _idc(args: argparse.Namespace) -> int:
     source = IdcSource(IdcIndex(args.index), collection=args.collection, modality=args.modality, sql=args.sql,
                        series=args.series, patient=args.patient, study=args.study,
                        source_options=dict(args.source_option) or None, progress=False)
-    return _ingest(args, source)
+    from archivestore.cli._idc_size import check_room
+
+    refused = check_room(args, source)
+    return refused if refused is not None else _ingest(args, source)
 
 
 class _StderrHandler(logging.StreamHandler):

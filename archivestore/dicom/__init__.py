@@ -9,6 +9,11 @@ normal and reads SEGs. Needs the ``dicom`` extra (``pip install 'archivestore[di
   several stacks); the invariants are in :mod:`archivestore.dicom._volume`.
 - :func:`is_segmentation`, :func:`segmentation_source` (header only: which series a SEG
   segments) and :func:`read_segmentation` -> :class:`Labels` on the source volume's grid.
+- :func:`is_rtstruct`, :func:`rtstruct_source` and :func:`read_rtstruct`: an RT Structure Set's
+  closed planar contours rasterised into the same :class:`Labels` (one segment per ROI;
+  invariants in :mod:`archivestore.dicom._rtstruct`); skipped contours are a :class:`RTStructWarning`.
+- :func:`is_report` and :func:`read_findings`: a TID 1500 measurement report (DICOM SR, read with
+  highdicom) as :class:`Findings`, one row per measurement or qualitative evaluation.
 
 Every problem with the input is an :class:`archivestore.errors.InvalidInputError` whose message
 names the file (or the series) and the reason; uneven slice spacing is a
@@ -16,6 +21,7 @@ names the file (or the series) and the reason; uneven slice spacing is a
 """
 
 from archivestore.dicom._files import DicomInput
+from archivestore.dicom._rtstruct import RTStructWarning, is_rtstruct, read_rtstruct, rtstruct_source
 from archivestore.dicom._seg import (
     Labels,
     SegmentationSource,
@@ -23,16 +29,25 @@ from archivestore.dicom._seg import (
     read_segmentation,
     segmentation_source,
 )
+from archivestore.dicom._sr import FINDING_COLUMNS, Findings, is_report, read_findings
 from archivestore.dicom._volume import UnevenSpacingWarning, Volume, read_series
 
 __all__ = [
+    "FINDING_COLUMNS",
     "DicomInput",
+    "Findings",
     "Labels",
+    "RTStructWarning",
     "SegmentationSource",
     "UnevenSpacingWarning",
     "Volume",
+    "is_report",
+    "is_rtstruct",
     "is_segmentation",
+    "read_findings",
+    "read_rtstruct",
     "read_segmentation",
     "read_series",
+    "rtstruct_source",
     "segmentation_source",
 ]

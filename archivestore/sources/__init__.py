@@ -3,7 +3,9 @@
 - :class:`ChallengeSource`: ISIC challenge files on disk (2016/2017/2018 layouts).
 - :class:`IsicStudySource` over :class:`IsicV1`: a study of the Girder API v1.
 - :class:`IsicSearchSource` over :class:`IsicV2`: a search of today's API v2.
-- :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`).
+- :class:`IdcSource` over :class:`IdcIndex`: NCI Imaging Data Commons series (:class:`SeriesItem`);
+  :func:`viewer_urls`/:func:`instance_urls` (as idc-index gives them) and :func:`citations` of a
+  selection's DOIs (:func:`selection_dois`).
 - :class:`TciaSource` over :class:`Tcia`: The Cancer Imaging Archive's series (NBIA REST API v4).
 - :class:`IdrSource` over :class:`Idr`: the Image Data Resource's microscopy images and plates (OMERO.web).
 - :class:`OmeZarrSource`: OME-Zarr images and HCS plates (NGFF 0.4 and 0.5) at paths or URLs.
@@ -25,6 +27,8 @@ from archivestore.sources._base import (
     Source,
     validate_id,
 )
+from archivestore.sources._idc_citations import citations, selection_dois
+from archivestore.sources._idc_urls import instance_urls, viewer_url, viewer_urls
 from archivestore.sources.idc import IdcIndex, IdcSource
 from archivestore.sources.idr import Idr, IdrSource
 from archivestore.sources.isic import challenge
@@ -58,8 +62,13 @@ __all__ = [
     "Source",
     "Tcia",
     "TciaSource",
+    "citations",
+    "instance_urls",
     "item_from_origin",
+    "selection_dois",
     "validate_id",
+    "viewer_url",
+    "viewer_urls",
 ]
 
 _ORIGINS: dict[str | None, Callable[[str, dict[str, Any], dict[str, Any]], Item | SeriesItem | ArrayItem]] = {

@@ -344,6 +344,12 @@ class Store(StoreWriting):
                 out.setdefault(source, []).append(self.segmentation(str(seg_uid)))
         return out
 
+    def findings(self, series: list[str] | None = None) -> pd.DataFrame:
+        """Every SR finding (``findings/<uid>`` groups) as one DataFrame; see :mod:`archivestore.store._findings`."""
+        from archivestore.store._findings import findings_frame
+
+        return findings_frame(self, series)
+
     # -- studies ----------------------------------------------------------------------
     def studies(self) -> list[str]:
         """Names of the studies in the store (as the archive gave them)."""

@@ -150,7 +150,9 @@ def test_series_come_with_exactly_their_files(idc, series_files):
         expected = sorted((f"{crdc_uuid(sop_uid(data))}.dcm", data) for _, data in by_uid[item.id])
         assert item.files() == expected
         row = idc["rows"][item.id]
-        assert item.metadata == row and item.metadata["instanceCount"] == len(expected)
+        assert {k: v for k, v in item.metadata.items() if k != "viewer_url"} == row
+        assert item.metadata["instanceCount"] == len(expected)
+        assert item.metadata["viewer_url"].endswith(f"&initialSeriesInstanceUID={item.id}")
         assert item.where == f"s3://{idc['bucket']}/{row['crdc_series_uuid']}/" == item.origin["url"]
         assert item.origin["source"] == "idc" and item.origin["series"] == item.id
     assert source.problems == []

@@ -166,8 +166,8 @@ class IdcSource:
     source is created; its rows are streamed from the index as the source is iterated (a source of
     a whole collection holds a query, not the rows, and pickles small), and nothing is read from a
     bucket until an item's ``files`` runs. Item id = SeriesInstanceUID, metadata = the index row
-    (JSON values), origin = bucket URL, instance count and the non-secret ``source_options`` (enough
-    to fetch again without the index).
+    (JSON values) and its ``viewer_url`` (as idc-index's ``get_viewer_URL`` gives it), origin = bucket
+    URL, instance count and the non-secret ``source_options`` (enough to fetch again without the index).
     """
 
     def __init__(
@@ -200,8 +200,13 @@ class IdcSource:
         return self._count
 
     def __iter__(self) -> Iterator[SeriesItem]:
+        from archivestore.sources._idc_urls import slim_studies, viewer_url
+
         origin_options = _public_options(self.source_options)
+        slim = slim_studies(self.index, self.query, self.params)
         for row in self.index.records(self.query, self.params):
+            study = str(row.get("StudyInstanceUID"))
+            row["viewer_url"] = viewer_url(study, str(row.get("SeriesInstanceUID")), modalities=slim.get(study, ()))
             uid = str(row.get("SeriesInstanceUID"))
             try:
                 validate_id(uid, "IDC index")

@@ -7,7 +7,7 @@ table ``index``; ``series`` filters it (collection names as the portal writes th
 CSV with ``--csv FILE`` (``-``: standard output). A wrong id is one line with the closest ids. The
 library behind it is :class:`archivestore.sources.idc.IdcIndex`. ``viewer-url`` and ``instance-url``
 print what idc-index's ``get_viewer_URL`` and ``get_instance_file_URL`` give
-(:mod:`archivestore.sources._idc_urls`); ``series`` carries the ``viewer_url`` column.
+(:mod:`archivestore.sources.idc._urls`); ``series`` carries the ``viewer_url`` column.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _sql(args: argparse.Namespace) -> int:
 @command
 @_extra_missing
 def _series(args: argparse.Namespace) -> int:
-    from archivestore.sources._idc_urls import with_viewer_urls
+    from archivestore.sources.idc._urls import with_viewer_urls
 
     index = _index(args)
     table = with_viewer_urls(index, index.series(**{key: getattr(args, key) for key in _FILTERS}, sql=args.sql))
@@ -169,7 +169,7 @@ def _lines(table: Any, column: str, csv: str | None) -> int:
 @command
 @_extra_missing
 def _viewer_url(args: argparse.Namespace) -> int:
-    from archivestore.sources._idc_urls import viewer_urls
+    from archivestore.sources.idc._urls import viewer_urls
 
     return _lines(viewer_urls(_index(args), args.uids, viewer=args.viewer), "viewer_url", args.csv)
 
@@ -177,7 +177,7 @@ def _viewer_url(args: argparse.Namespace) -> int:
 @command
 @_extra_missing
 def _instance_url(args: argparse.Namespace) -> int:
-    from archivestore.sources._idc_urls import instance_urls
+    from archivestore.sources.idc._urls import instance_urls
 
     return _lines(instance_urls(_index(args), args.uids, args.instance_index, gcs=args.gcs), "url", args.csv)
 
@@ -187,7 +187,7 @@ def _instance_url(args: argparse.Namespace) -> int:
 def _citations(args: argparse.Namespace) -> int:
     import sys
 
-    from archivestore.sources._idc_citations import citations, selection_dois
+    from archivestore.sources.idc._citations import citations, selection_dois
 
     selection = {key: getattr(args, key) for key in _FILTERS}
     if not any(selection.values()) and args.sql is None:

@@ -27,9 +27,9 @@ from archivestore.sources._base import (
     Source,
     validate_id,
 )
-from archivestore.sources._idc_citations import citations, selection_dois
-from archivestore.sources._idc_urls import instance_urls, viewer_url, viewer_urls
 from archivestore.sources.idc import IdcIndex, IdcSource
+from archivestore.sources.idc._citations import citations, selection_dois
+from archivestore.sources.idc._urls import instance_urls, viewer_url, viewer_urls
 from archivestore.sources.idr import Idr, IdrSource
 from archivestore.sources.isic import challenge
 from archivestore.sources.isic import v1 as isic_v1

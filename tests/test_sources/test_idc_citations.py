@@ -8,7 +8,7 @@ import json
 import pytest
 
 from archivestore.cli import main
-from archivestore.sources._idc_citations import IDC_DOI, citations, normalise_doi, selection_dois
+from archivestore.sources.idc._citations import IDC_DOI, citations, normalise_doi, selection_dois
 from archivestore.testing.doi import RECORDS, DoiResolver
 
 pytest.importorskip("duckdb")

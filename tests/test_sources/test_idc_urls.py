@@ -43,14 +43,14 @@ def packaged():
 
 @pytest.mark.parametrize(("uid", "viewer"), list(RECORDED))
 def test_viewer_urls_equal_idc_index(packaged, uid, viewer):
-    from archivestore.sources._idc_urls import viewer_urls
+    from archivestore.sources.idc._urls import viewer_urls
 
     table = viewer_urls(packaged, [uid], viewer=viewer)
     assert table["viewer_url"].tolist() == [RECORDED[uid, viewer]]
 
 
 def test_a_non_sm_series_of_a_study_with_sm_opens_in_slim(packaged):
-    from archivestore.sources._idc_urls import viewer_urls
+    from archivestore.sources.idc._urls import viewer_urls
 
     row = packaged.sql("SELECT StudyInstanceUID, SeriesInstanceUID FROM index WHERE Modality = 'ANN' AND "
                        "StudyInstanceUID IN (SELECT StudyInstanceUID FROM index WHERE Modality = 'SM') "
@@ -73,7 +73,7 @@ def test_cli_viewer_url_lines_and_the_series_table(packaged, tmp_path, capsys):
 
 
 def test_unknown_uid_is_not_found(packaged):
-    from archivestore.sources._idc_urls import viewer_urls
+    from archivestore.sources.idc._urls import viewer_urls
 
     with pytest.raises(NotFoundError, match="no series or study 'nope'"):
         viewer_urls(packaged, ["nope"])
@@ -106,7 +106,7 @@ def test_instance_urls_match_the_bucket_layout_and_gcs_names(tmp_path, s3_env, c
 
     assert [str(pydicom.dcmread(io.BytesIO(fs.cat(u)), stop_before_pixels=True).SOPInstanceUID)
             for u in urls] == sops[::-1]
-    from archivestore.sources._idc_urls import instance_url
+    from archivestore.sources.idc._urls import instance_url
 
     assert instance_url("s3://idc-open-data-two/abc/*", "u1", gcs=True) == "s3://idc-open-idc1/abc/u1.dcm"
     assert instance_url("s3://idc-open-data-cr/abc/*", "u1", gcs=True) == "s3://idc-open-cr/abc/u1.dcm"

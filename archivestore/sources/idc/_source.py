@@ -200,7 +200,7 @@ class IdcSource:
         return self._count
 
     def __iter__(self) -> Iterator[SeriesItem]:
-        from archivestore.sources._idc_urls import slim_studies, viewer_url
+        from archivestore.sources.idc._urls import slim_studies, viewer_url
 
         origin_options = _public_options(self.source_options)
         slim = slim_studies(self.index, self.query, self.params)

@@ -1,6 +1,6 @@
 """A local stand-in for the ISIC Archive's API v2 (127.0.0.1, port 0, stdlib + numpy/Pillow).
 
-:class:`V2Server` reproduces cursor paging, bearer tokens, the ``key:value AND ...``
+:class:`V2Server` reproduces cursor paging, bearer tokens, the license files of downloads, the ``key:value AND ...``
 subset of the search syntax, collections, and signed file URLs that expire. Records
 come from :func:`synthetic_v2_records` (no fixtures needed) or are derived from real
 v1 records by :func:`v2_record_from_v1`; pixels are synthesized from the ids.
@@ -172,6 +172,8 @@ class V2Server(FakeServer):
             return visible
         if parts == ["collections"]:
             return self._cursor_page(request, self.collections, path)
+        if len(parts) == 3 and parts[:2] == ["zip-download", "license-file"]:  # isic-cli fetches these
+            return Answer(body=f"{parts[2]}\n(license text)\n".encode(), content_type="text/plain")
         if parts in (["images"], ["images", "search"]):
             return self._images(request, visible, search=parts == ["images", "search"])
         if len(parts) == 2 and parts[0] == "images":

@@ -1,12 +1,17 @@
-"""The stand-in servers' benchmark options: a fixed port and an added latency, both off by default."""
+"""Options for the peer benchmarks: the stand-ins' fixed port and added latency (off by default), and the
+CLI's default workers for downloading sources."""
 
 from __future__ import annotations
 
 import socket
 import time
 
+import pytest
 import requests
 
+from archivestore import open_store
+from archivestore.cli import main
+from archivestore.cli._ingest import NETWORK_WORKERS
 from archivestore.testing.isic_v2 import V2Server, synthetic_v2_records
 
 
@@ -44,3 +49,24 @@ def test_license_files_as_isic_cli_fetches_them() -> None:
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "text/plain"
         assert answer.text.startswith("CC-BY")
+
+
+@pytest.mark.parametrize(("extra", "expected"), [([], NETWORK_WORKERS), (["--workers", "3"], 3)])
+def test_downloading_ingests_default_to_more_workers_than_cpus(tmp_path, monkeypatch, extra, expected) -> None:
+    """Each item waits on the archive first: the CLI's downloading sources run NETWORK_WORKERS at once."""
+    import archivestore
+
+    seen = {}
+    real = archivestore.ingest
+
+    def spy(store, source, **kw):
+        seen.update(kw)
+        return real(store, source, **kw)
+
+    monkeypatch.setattr(archivestore, "ingest", spy)
+    with V2Server(synthetic_v2_records(3)) as server:
+        code = main(["ingest", "isic", "--store", str(tmp_path / "s.zarr"), "--base-url", server.url,
+                     "--no-progress", *extra])
+    assert code == 0
+    assert seen["workers"] == expected
+    assert len(open_store(str(tmp_path / "s.zarr")).image_ids()) == 3

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
 import sys
 import zlib
@@ -21,30 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fakes.faulty_proxy import FaultyProxy  # noqa: E402
 
 from archivestore.testing.isic_v1 import Record  # noqa: E402
 from archivestore.testing.isic_v2 import V2Server, synthetic_v2_records  # noqa: E402
+from archivestore.testing.sample import jpeg, lesion_image  # noqa: E402
 
 ISIC_DEV_PORT = 8000
 """isic-cli's ``--dev`` talks to ``http://127.0.0.1:8000`` and nowhere else."""
 
 
 def isic_jpeg(name: str, shape: tuple[int, int]) -> bytes:
-    """A dermoscopy-like JPEG (q90): smooth colour fields plus sensor noise, so it compresses like a photo."""
-    h, w = shape
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    centre = rng.uniform(0.3, 0.7, 2) * (h, w)
-    r = np.hypot(yy - centre[0], xx - centre[1]) / max(h, w)
-    base = np.stack([200 - 120 * r, 150 - 110 * r, 130 - 90 * r], axis=-1)
-    rgb = np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=90)
-    return out.getvalue()
+    """The dermoscopy-like photograph of ``bench_ingest.py`` and ``bench_codecs.py`` (``lesion_image``:
+    skin, an irregular lesion, lighting, sensor noise) as JPEG quality 92, drawn from ``name``."""
+    rgb, _ = lesion_image(np.random.default_rng(zlib.crc32(name.encode())), *shape)
+    return jpeg(rgb)
 
 
 class BenchIsic(V2Server):

@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,8 +106,12 @@ def run_side(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         with out_path.open("w") as out, err_path.open("w") as err:
             t0 = time.perf_counter()
             pid = os.posix_spawn(cmd[0], cmd, env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
-            _, status, usage = os.wait4(pid, 0)
+                (os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)], setpgroup=0)
+            try:
+                _, status, usage = os.wait4(pid, 0)
+            except BaseException:  # stopped (Ctrl-C, SIGTERM): stop the side and its tool (its process group)
+                os.killpg(pid, signal.SIGTERM)
+                raise
             wall = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{' '.join(cmd[1:3])} failed:\n{err_path.read_text()[-3000:]}")
@@ -228,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", type=Path, default=None, metavar="TREE",
                    help="also run archivestore from this tree (e.g. `git archive COMMIT | tar -x -C TREE`)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the stand-in and the sides
     trees = {"store": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     print(c.machine())
     for kind in args.archives:

@@ -26,7 +26,10 @@ The peers live in their own environments (``benchmarks/.venv-<peer>``, built on 
 ``peers_env.py`` from the package registry), never in the project's. Run::
 
     .venv/bin/python benchmarks/bench_peers.py [--archives isic tcia idc] [--latency-ms 20 0]
-        [--rounds 3] [--isic-images 200] [--series 20] [--slices 16]
+        [--rounds 3] [--isic-images 200] [--series 20] [--slices 16] [--before TREE]
+
+``--before TREE`` adds a third side, archivestore run from another tree (``git archive COMMIT | tar -x
+-C TREE``), in the same rounds: a fix measured against the code before it, under the same load.
 
 Goals (issue 21): ISIC <= 0.8x the peer's wall time, IDC <= 1.0x, TCIA <= 0.8x; re-read >= 3x faster.
 """

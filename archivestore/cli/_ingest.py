@@ -66,7 +66,8 @@ def _source_options(p: argparse.ArgumentParser, what: str) -> None:
 def _api_options(p: argparse.ArgumentParser, base_url_help: str) -> None:
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
     p.add_argument("--base-url", default=None, help=base_url_help)
-    p.add_argument("--workers", type=int, default=None, help="parallel downloads/ingest workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"parallel downloads/ingest workers (default {NETWORK_WORKERS})")
     _http_options(p)
     p.add_argument("--cache-dir", default=None, help="cache metadata listings here")
     p.add_argument("--cache-expire", type=float, default=86400.0, help="cache lifetime in seconds (default one day)")
@@ -110,15 +111,22 @@ def _add_isic(sources: Any) -> None:
     p.set_defaults(func=_isic)
 
 
-def _ingest(args: argparse.Namespace, source: Any, extra: str = "") -> int:
+NETWORK_WORKERS = 8
+"""Default ``--workers`` of the sources that download: an item waits on the archive before it has
+anything to decode, so with only one worker per CPU the CPUs idle through every round trip (measured in
+``benchmarks/bench_peers.py``); the HTTP client keeps as many connections."""
+
+
+def _ingest(args: argparse.Namespace, source: Any, extra: str = "", *, network: bool = False) -> int:
     """Ingest and report: exit 0, 1 (items failed, or the store refused writes), 2 (the archive out of reach),
     130 (Ctrl-C: the rows of what completed are stored first; :func:`command` prints the line)."""
     from archivestore._ingest import IngestInterrupted, ingest
     from archivestore.errors import UnreachableError
 
     store = open_store(args, mode="a", create=True)
+    workers = args.workers or (NETWORK_WORKERS if network else None)
     try:
-        report = ingest(store, source, workers=args.workers, client=args.client, progress=not args.no_progress)
+        report = ingest(store, source, workers=workers, client=args.client, progress=not args.no_progress)
     except IngestInterrupted as exc:
         print_report("", True, [("FAILED", bad) for bad in exc.report.failed], summary_line=False)
         raise
@@ -143,7 +151,7 @@ def _isic_study(args: argparse.Namespace) -> int:
     if not args.base_url:
         return error(V1_RETIRED)
     api = IsicV1(args.base_url, username=args.username, password=args.password, **_client_options(args))
-    return _ingest(args, IsicStudySource(api, args.study, names=args.image, masks=not args.no_masks))
+    return _ingest(args, IsicStudySource(api, args.study, names=args.image, masks=not args.no_masks), network=True)
 
 
 @command
@@ -154,7 +162,7 @@ def _isic(args: argparse.Namespace) -> int:
     api.check_token()  # a rejected token: exit 2 before the store is opened
     source = IsicSearchSource(api, args.query, args.collections, limit=args.limit,
                               file="thumbnail_256" if args.thumbnails else "full")
-    return _ingest(args, source)
+    return _ingest(args, source, network=True)
 
 
 def _series_filters(p: argparse.ArgumentParser) -> None:
@@ -164,7 +172,8 @@ def _series_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", default=None, help="StudyInstanceUID")
     p.add_argument("--series", nargs="+", default=None, metavar="UID", help="SeriesInstanceUIDs")
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
-    p.add_argument("--workers", type=int, default=None, help="series fetched and written at once (default: CPUs)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"series fetched and written at once (default {NETWORK_WORKERS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
     add_store_options(p)
@@ -235,7 +244,8 @@ def _add_idr(sources: Any) -> None:
     p.add_argument("--base-url", default=None, help="OMERO.web root (default: https://idr.openmicroscopy.org/)")
     _http_options(p)
     p.add_argument("--store", required=True, help="store path or fsspec URL (created if missing)")
-    p.add_argument("--workers", type=int, default=None, help="images fetched and written at once (default: CPUs)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"images fetched and written at once (default {NETWORK_WORKERS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scheduler_option(p, "run fetch/decode/write on a dask.distributed cluster")
     add_store_options(p)
@@ -268,7 +278,7 @@ def _idr(args: argparse.Namespace) -> int:
                        images=args.image, zarr_url=zarr_url, plate_zarr_url=args.plate_zarr_url,
                        rendered=args.rendered, thumbnails=args.thumbnails, storage_options=storage or None,
                        level=args.level, fallback_storage_options=fallbacks)
-    return _ingest(args, source)
+    return _ingest(args, source, network=True)
 
 
 @command
@@ -290,7 +300,7 @@ def _tcia(args: argparse.Namespace) -> int:
     if args.modality and len(args.modality) > 1:
         return error("ingest tcia takes one --modality (NBIA filters by one)")
     return _ingest(args, TciaSource(tcia, collection=args.collection, modality=modality, patient=args.patient,
-                                    study=args.study, series=args.series))
+                                    study=args.study, series=args.series), network=True)
 
 
 @command
@@ -304,7 +314,7 @@ def _idc(args: argparse.Namespace) -> int:
     from archivestore.cli._idc_size import check_room
 
     refused = check_room(args, source)
-    return refused if refused is not None else _ingest(args, source)
+    return refused if refused is not None else _ingest(args, source, network=True)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -329,4 +339,4 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
             log.addHandler(handler)
         log.setLevel(logging.INFO)
     return {"retries": args.retries, "backoff_factor": args.backoff, "cache_dir": args.cache_dir,
-            "cache_expire": args.cache_expire, "workers": args.workers or 8, "debug": args.debug}
+            "cache_expire": args.cache_expire, "workers": args.workers or NETWORK_WORKERS, "debug": args.debug}

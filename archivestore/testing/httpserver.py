@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -82,15 +83,23 @@ class FakeServer:
     ----------
     log
         ``(path, query, headers)`` of every request received, in order.
+    port
+        The port to bind (class attribute; default 0, any free port). A client that only talks to a
+        fixed address (isic-cli's ``--dev`` is ``127.0.0.1:8000``) gets a subclass with that port.
+    latency
+        Seconds each request waits before it is answered, as a server across a network would take
+        them (default 0: none; the benchmarks set it, tests leave it).
     """
 
     prefix = "/"
+    port = 0
+    latency = 0.0
 
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults
         self.log: list[tuple[str, dict[str, str], dict[str, str]]] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -146,6 +155,8 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             request = Request(self)
+            if server.latency:
+                time.sleep(server.latency)
             fault = server._record(request)
             if fault == "reset":
                 self._reset()

@@ -1,6 +1,6 @@
 """A local stand-in for the ISIC Archive's API v2 (127.0.0.1, port 0, stdlib + numpy/Pillow).
 
-:class:`V2Server` reproduces cursor paging, bearer tokens as the real server takes them (an invalid
+:class:`V2Server` reproduces cursor paging, bearer tokens as the real server takes them, the license files of downloads (an invalid
 or expired token is anonymous on the listing and search routes; only ``users/me/`` answers 401),
 the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
 cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
@@ -181,6 +181,8 @@ class V2Server(FakeServer):
         visible = self._visible(request)
         if parts == ["collections"]:
             return self._cursor_page(request, self.collections, path)
+        if len(parts) == 3 and parts[:2] == ["zip-download", "license-file"]:  # isic-cli fetches these
+            return Answer(body=f"{parts[2]}\n(license text)\n".encode(), content_type="text/plain")
         if parts in (["images"], ["images", "search"]):
             return self._images(request, visible, search=parts == ["images", "search"])
         if len(parts) == 2 and parts[0] == "images":

@@ -1,0 +1,83 @@
+"""archivestore's side of ``bench_peers.py``: ``archivestore ingest ...``, then reading the store.
+
+Runs in the project's environment. Usage (as ``_peer_side.py``)::
+
+    python _store_side.py JOB SPEC_JSON          # ingest (the CLI, in a process of its own), then load
+    python _store_side.py JOB SPEC_JSON --load   # load only (the second analysis)
+
+Prints one JSON line: the seconds of each step and the ``checksum`` of what was read (the sum of
+every value of every array, and the count of arrays), to compare with the peer's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from archivestore import open_store
+from archivestore.errors import NotFoundError
+
+
+def _cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "archivestore", "ingest", *args, "--no-progress"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def ingest(job: str, spec: dict[str, Any]) -> None:
+    store = spec["out"]
+    if job == "isic":
+        _cli("isic", "--base-url", spec["url"], "--query", spec["query"], "--limit", str(spec["limit"]),
+             "--store", store)
+    elif job == "tcia":
+        _cli("tcia", "--base-url", spec["url"], "--collection", spec["collection"], "--store", store)
+    elif job == "idc":
+        _cli("idc", "--index", spec["index"], "--source-option", f"endpoint_url={spec['url']}",
+             "--collection", spec["collection"], "--store", store)
+    else:
+        raise ValueError(job)
+
+
+def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
+    store = open_store(spec["out"])
+    total, count = 0, 0
+    if job == "isic":
+        rows = store.metadata_frame()
+        for image_id in store.image_ids():
+            total += int(store.read(image_id, "image").sum(dtype=np.uint64))
+            count += 1
+        return {"checksum": [total, count], "rows": len(rows)}
+    for uid in store.series_ids():  # volumes and SEGs: the SEGs are read below, with their series
+        try:
+            volume = store.volume(uid)["volume"].values
+        except NotFoundError:
+            continue
+        total += int(np.rint(volume.astype(np.float64).sum()))
+        count += 1
+    if job == "idc":
+        for segs in store.segmentations_by_series().values():
+            for seg in segs:
+                total += int(seg["labels"].values.astype(np.int64).sum())
+                count += 1
+    return {"checksum": [total, count]}
+
+
+def main() -> None:
+    job, spec = sys.argv[1], json.loads(sys.argv[2])
+    result: dict[str, Any] = {}
+    if "--load" not in sys.argv:
+        t0 = time.perf_counter()
+        ingest(job, spec)
+        result["download_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result.update(load(job, spec))
+    result["load_s"] = time.perf_counter() - t0
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

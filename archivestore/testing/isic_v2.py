@@ -1,7 +1,7 @@
 """A local stand-in for the ISIC Archive's API v2 (127.0.0.1, port 0, stdlib + numpy/Pillow).
 
-:class:`V2Server` reproduces cursor paging, bearer tokens as the real server takes them, the license files of downloads (an invalid
-or expired token is anonymous on the listing and search routes; only ``users/me/`` answers 401),
+:class:`V2Server` reproduces cursor paging, the license files of downloads, bearer tokens as the real
+server takes them (an invalid or expired token is anonymous on the listing and search routes; only ``users/me/`` answers 401),
 the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
 cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
 signed file URLs that expire. Records

@@ -1,8 +1,8 @@
 """A local stand-in for the ISIC Archive's API v2 (127.0.0.1, port 0, stdlib + numpy/Pillow).
 
 :class:`V2Server` reproduces cursor paging, the license files of downloads, bearer tokens as the real
-server takes them (an invalid or expired token is anonymous on the listing and search routes; only ``users/me/`` answers 401),
-the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
+server takes them (an invalid or expired token is anonymous on the listing and search routes; only
+``users/me/`` answers 401), the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
 cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
 signed file URLs that expire. Records
 come from :func:`synthetic_v2_records` (no fixtures needed) or are derived from real

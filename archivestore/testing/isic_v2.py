@@ -2,8 +2,8 @@
 
 :class:`V2Server` reproduces cursor paging, the license files of downloads, bearer tokens as the real
 server takes them (an invalid or expired token is anonymous on the listing and search routes; only
-``users/me/`` answers 401), the ``key:value AND ...`` subset of the search syntax (with ``-key:value`` negation; a query it
-cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
+``users/me/`` answers 401), the ``key:value AND ...`` subset of the search syntax (with ``-key:value``
+negation; a query it cannot parse is the real 400 ``{"message": "Could not parse search query."}``), collections, and
 signed file URLs that expire. Records
 come from :func:`synthetic_v2_records` (no fixtures needed) or are derived from real
 v1 records by :func:`v2_record_from_v1`; pixels are synthesized from the ids.

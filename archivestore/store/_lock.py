@@ -204,8 +204,10 @@ def _split(key: str) -> tuple[str, int]:
 def _generations(zstore: Any, prefix: str) -> list[int]:
     """The generations of a lease that exist now (a fresh listing: one LIST, never a cached one)."""
     if isinstance(zstore, zarr.storage.LocalStore):
+        # a directory outlives its deleted document on a disk: a generation is one with its document
+        folder = os.path.join(str(zstore.root), prefix)
         try:
-            names = os.listdir(os.path.join(str(zstore.root), prefix))
+            names = [n for n in os.listdir(folder) if os.path.exists(os.path.join(folder, n, "zarr.json"))]
         except (FileNotFoundError, NotADirectoryError):
             names = []
     elif isinstance(zstore, zarr.storage.FsspecStore):

@@ -134,3 +134,16 @@ def test_a_claim_on_a_new_group_is_renewed_while_its_writer_works(tmp_path):
     writer.finish({"complete": True, "name": "slow", "checksums": {}})
     time.sleep(0.5)  # no renewal after the completion marker
     assert store.group_state("images/slow") == {"complete": True, "name": "slow", "checksums": {}}
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_generation_whose_document_was_deleted_is_no_generation(tmp_path, kind):
+    # ``upgrade`` deletes dead leases' documents; on a disk their folders stay behind, and a folder
+    # without its document once made every later acquire list it, find nothing, and list again
+    zstore = _zstore(kind, tmp_path)
+    lease = acquire(zstore, "tables", lease_seconds=5, wait_seconds=5)
+    lease.release()
+    prefix = _lock.LAYOUT.lock("tables").rsplit("/", 1)[0]
+    newest = max(_lock._generations(zstore, prefix))
+    _lock.sync(zstore.delete(_lock._key(prefix, newest)))
+    acquire(zstore, "tables", lease_seconds=5, wait_seconds=5).release()

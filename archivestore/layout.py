@@ -229,6 +229,7 @@ class Layout:
     SERIES_METADATA = "series_metadata"
     SEGMENTATION_OVERLAP = "segmentation_overlap"
     PLATES = "plates"
+    SPLITS = "splits"
     LOCKS = "_locks"
 
     @property
@@ -281,6 +282,10 @@ class Layout:
     def plate(self, plate_id: str) -> str:
         """``plates/<id>``: a screening plate's well grid of image ids."""
         return f"{self.PLATES}/{self.node(plate_id)}"
+
+    def split(self, name: str) -> str:
+        """``splits/<name>``: a train/validation/test assignment of items (:mod:`archivestore.ml`)."""
+        return f"{self.SPLITS}/{self.node(name)}"
 
     def lock(self, name: str) -> str:
         """The key of lease ``name`` (a group path such as ``images/<id>``, or ``tables``)."""

@@ -26,7 +26,7 @@ from archivestore.errors import InvalidInputError, NotFoundError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Assignment", "assign", "default_parts"]
+__all__ = ["Assignment", "assign", "default_parts", "text_of"]
 
 
 def default_parts(n: int) -> tuple[str, ...]:
@@ -51,11 +51,16 @@ class Assignment:
 def _values(frame: pd.DataFrame, name: str) -> list[str | None]:
     if name not in frame.columns:
         raise NotFoundError(f"no metadata field {name!r}; fields: {', '.join(sorted(frame.columns)[:20])} ...")
-    out: list[str | None] = []
-    for v in frame[name].astype(object):
-        text = None if v is None or v != v or str(v) in ("", "<NA>") else str(v)
-        out.append(text)
-    return out
+    return [text_of(v) for v in frame[name].astype(object)]
+
+
+def text_of(value: object) -> str | None:
+    """A table value as text; None when missing (None, NaN, ``pd.NA``, ``""``)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, tuple, dict, np.ndarray)) and pd.isna(value)):
+        return None
+    return str(value) if str(value) != "" else None
 
 
 def _components(ids: Sequence[str], keys: list[list[str]]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from archivestore.errors import NotFoundError
+from archivestore.ml._assign import text_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,8 +37,8 @@ def _first(frame: pd.DataFrame, ids: Sequence[str], names: Sequence[str]) -> lis
         if name not in rows.columns:
             continue
         for k, value in enumerate(rows[name].astype(object)):
-            if not out[k] and value is not None and value == value and str(value) not in ("", "<NA>"):
-                out[k] = str(value)
+            if not out[k]:
+                out[k] = text_of(value) or ""
     return out
 
 
@@ -72,7 +73,7 @@ class Targets:
             elif pd.api.types.is_numeric_dtype(column.dtype):
                 out.values[name] = column.astype("Float64").to_numpy(np.float64, na_value=np.nan)
             else:
-                text = [None if v is None or v != v or v is pd.NA else str(v) for v in column.astype(object)]
+                text = [text_of(v) for v in column.astype(object)]
                 classes = sorted({t for t in text if t is not None})
                 code = {c: k for k, c in enumerate(classes)}
                 out.values[name] = np.array([-1 if t is None else code[t] for t in text], dtype=np.int64)

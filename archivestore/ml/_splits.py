@@ -172,7 +172,8 @@ def read_split(store: Store, name: str) -> pd.DataFrame:
     path = store.layout.split(name)
     if not (store.group_state(path) or {}).get("complete"):
         raise NotFoundError(f"no split {name!r} in {store.url}; splits: {', '.join(list_splits(store)) or 'none'}")
-    columns = {c: store.read_array(path, c).astype(str) for c in ("split", "group", "note")}
-    frame = pd.DataFrame(columns, index=pd.Index(store.read_array(path, "item").astype(str), name="item"))
+    columns = {c: [str(v) for v in store.read_array(path, c).tolist()] for c in ("split", "group", "note")}
+    items = [str(v) for v in store.read_array(path, "item").tolist()]
+    frame = pd.DataFrame(columns, index=pd.Index(items, name="item"), dtype=object)
     frame.attrs["split"] = _record(store, path)
     return frame

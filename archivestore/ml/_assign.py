@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def _values(frame: pd.DataFrame, name: str) -> list[str | None]:
     return [text_of(v) for v in frame[name].astype(object)]
 
 
-def text_of(value: object) -> str | None:
+def text_of(value: Any) -> str | None:
     """A table value as text; None when missing (None, NaN, ``pd.NA``, ``""``)."""
     import pandas as pd
 

@@ -212,10 +212,10 @@ class VolumeDataset(StoreDataset):
             arr = self._array(layout.segmentation(self.segmentation[volume]), "labels")
             index_of = self.segment_index[volume]
             present = [i for i in index_of if i is not None]
-            got = np.asarray(arr.oindex[(np.asarray(present, np.int64), *box)]) if present else np.zeros((0, *data.shape), arr.dtype)
             out = np.zeros((len(index_of), *data.shape), arr.dtype)
-            rows = [j for j, i in enumerate(index_of) if i is not None]
-            out[rows] = got
+            if present:
+                rows = [j for j, i in enumerate(index_of) if i is not None]
+                out[rows] = np.asarray(arr.oindex[(np.asarray(present, np.int64), *box)])
             item["labels"] = self._pad(out, (len(index_of), *size), 0)
         item["spacing"] = self.spacing[volume]
         item["license"], item["attribution"] = self.licenses[k], self.attributions[k]

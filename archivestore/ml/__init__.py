@@ -19,17 +19,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from archivestore.ml._assign import Assignment, assign
     from archivestore.ml._base import StoreDataset, opened_stores, to_tensors
+    from archivestore.ml._hf import HfExport, export_hf
     from archivestore.ml._images import ImageDataset
     from archivestore.ml._splits import SplitReport, list_splits, make_split, read_split
     from archivestore.ml._volumes import VolumeDataset
 
 _EXPORTS: dict[str, str] = {
     "Assignment": "archivestore.ml._assign",
+    "HfExport": "archivestore.ml._hf",
     "ImageDataset": "archivestore.ml._images",
     "SplitReport": "archivestore.ml._splits",
     "StoreDataset": "archivestore.ml._base",
     "VolumeDataset": "archivestore.ml._volumes",
     "assign": "archivestore.ml._assign",
+    "export_hf": "archivestore.ml._hf",
     "list_splits": "archivestore.ml._splits",
     "make_split": "archivestore.ml._splits",
     "opened_stores": "archivestore.ml._base",
@@ -39,7 +42,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Assignment", "ImageDataset", "SplitReport", "StoreDataset", "assign", "list_splits", "make_split",
-    "opened_stores", "read_split", "to_tensors", "VolumeDataset",
+    "opened_stores", "read_split", "to_tensors", "VolumeDataset", "HfExport", "export_hf",
 ]
 
 

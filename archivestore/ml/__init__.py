@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from archivestore.ml._hf import HfExport, export_hf
     from archivestore.ml._images import ImageDataset
     from archivestore.ml._splits import SplitReport, list_splits, make_split, read_split
+    from archivestore.ml._tiles import Tiled, TileDataset, register_opener
     from archivestore.ml._volumes import VolumeDataset
 
 _EXPORTS: dict[str, str] = {
@@ -30,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "ImageDataset": "archivestore.ml._images",
     "SplitReport": "archivestore.ml._splits",
     "StoreDataset": "archivestore.ml._base",
+    "TileDataset": "archivestore.ml._tiles",
+    "Tiled": "archivestore.ml._tiles",
     "VolumeDataset": "archivestore.ml._volumes",
     "assign": "archivestore.ml._assign",
     "export_hf": "archivestore.ml._hf",
@@ -37,12 +40,14 @@ _EXPORTS: dict[str, str] = {
     "make_split": "archivestore.ml._splits",
     "opened_stores": "archivestore.ml._base",
     "read_split": "archivestore.ml._splits",
+    "register_opener": "archivestore.ml._tiles",
     "to_tensors": "archivestore.ml._base",
 }
 
 __all__ = [
     "Assignment", "ImageDataset", "SplitReport", "StoreDataset", "assign", "list_splits", "make_split",
     "opened_stores", "read_split", "to_tensors", "VolumeDataset", "HfExport", "export_hf",
+    "TileDataset", "Tiled", "register_opener",
 ]
 
 

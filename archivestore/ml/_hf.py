@@ -178,6 +178,10 @@ def export_hf(store: Store, out: str | os.PathLike[str], *, ids: Sequence[str] |
         parts = {p: [i for i in table.index[table["split"] == p] if i in keep] for p in names}
     report = HfExport(str(target))
     features = _features(frame, arrays, fields)
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    bars = is_progress_bar_enabled()
+    disable_progress_bar()  # one summary line instead of a bar per split and per step
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -194,4 +198,6 @@ def export_hf(store: Store, out: str | os.PathLike[str], *, ids: Sequence[str] |
         os.replace(work / "dataset", target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if bars:
+            enable_progress_bar()
     return report

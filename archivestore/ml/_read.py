@@ -43,7 +43,7 @@ async def _doc(zstore: Any, path: str) -> dict[str, Any] | None:
 async def _read(store: Store, wanted: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], np.ndarray]:
     paths = list(wanted)
     docs = await asyncio.gather(*(_doc(store.zstore, p) for p in paths))
-    reads: list[tuple[tuple[str, str], Any]] = []
+    reads: list[tuple[tuple[str, str], Any]] = []  # (key, array): read once every document is checked
     later: list[tuple[str, str]] = []
     for path, doc in zip(paths, docs, strict=True):
         if not ((doc or {}).get("attributes") or {}).get(STATE_KEY, {}).get("complete"):
@@ -52,11 +52,11 @@ async def _read(store: Store, wanted: Mapping[str, Sequence[str]]) -> dict[tuple
         for name in wanted[path]:
             if name in inline:
                 meta = ArrayV3Metadata.from_dict(dict(inline[name]))
-                arr = zarr.AsyncArray(metadata=meta, store_path=StorePath(store.zstore, f"{path}/{name}"))
-                reads.append(((path, name), arr.getitem(...)))
+                reads.append(((path, name), zarr.AsyncArray(metadata=meta,
+                                                             store_path=StorePath(store.zstore, f"{path}/{name}"))))
             else:
                 later.append((path, name))
-    values = await asyncio.gather(*(r for _, r in reads))
+    values = await asyncio.gather(*(arr.getitem(...) for _, arr in reads))
     out = {key: np.asarray(v) for (key, _), v in zip(reads, values, strict=True)}
     for path, name in later:  # no inline metadata: the array's own document (NotFoundError if absent)
         out[(path, name)] = await asyncio.to_thread(store.read_array, path, name)

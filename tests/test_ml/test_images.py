@@ -118,3 +118,21 @@ def test_importing_ml_needs_no_torch(image_store_url):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "no torch"
+
+
+def test_another_raters_masks(writable_store):
+    from archivestore import ingest
+    from archivestore.sources import Item
+    from archivestore.testing.sample import png
+
+    predicted = {i: 1 - image_arrays(i)[1] for i in image_ids()[:2]}
+    items = [Item(id=i, metadata=record(k, i), mask=lambda m=m: png(m * 255), rater="model")
+             for k, (i, m) in enumerate(predicted.items())]
+    assert ingest(open_store(writable_store, mode="a"), items, progress=False, workers=1).ok
+    ds = ImageDataset(writable_store, list(predicted), rater="model")
+    for k, image_id in enumerate(predicted):
+        item = ds[k]
+        np.testing.assert_array_equal(item["mask"], predicted[image_id])  # the model's, not the ground truth
+        np.testing.assert_array_equal(item["image"], image_arrays(image_id)[0])
+    with pytest.raises(NotFoundError, match="masks/model"):
+        ImageDataset(writable_store, [image_ids()[3]], rater="model")[0]  # no mask of that rater: named

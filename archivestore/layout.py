@@ -310,6 +310,7 @@ class Layout:
     FINDINGS = "findings"
     FINDINGS_AGREEMENT = "findings_agreement"
     PLATES = "plates"
+    SPLITS = "splits"
     LOCKS = "_locks"
 
     @property
@@ -381,6 +382,10 @@ class Layout:
     def plate(self, plate_id: str) -> str:
         """``plates/<id>``: a screening plate's well grid of image ids."""
         return f"{self.PLATES}/{self.node(plate_id)}"
+
+    def split(self, name: str) -> str:
+        """``splits/<name>``: a train/validation/test assignment of items (:mod:`archivestore.ml`)."""
+        return f"{self.SPLITS}/{self.node(name)}"
 
     def lock(self, name: str) -> str:
         """The key of lease ``name`` (a group path such as ``images/<id>``, or ``tables``)."""

@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from archivestore.cli._common import STORE_HELP, add_scheduler_option, add_store_options, command, need, open_store
+from archivestore.cli._ml import add_hf_export
 
 __all__ = ["add_export_commands"]
 
 
 def add_export_commands(subparsers: Any) -> None:
-    """Add ``export`` with its format ``ome-zarr``."""
+    """Add ``export`` with its formats ``ome-zarr`` and ``hf``."""
     p = subparsers.add_parser("export", help="write store items in another format")
     formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
     q = formats.add_parser(
@@ -29,6 +30,7 @@ def add_export_commands(subparsers: Any) -> None:
     add_scheduler_option(q, "write the pyramids on a dask.distributed cluster")
     add_store_options(q)
     q.set_defaults(func=_ome_zarr)
+    add_hf_export(formats)
 
 
 @command

@@ -13,6 +13,7 @@ from archivestore.cli._export import add_export_commands
 from archivestore.cli._idc import add_idc_commands
 from archivestore.cli._idr import add_idr_commands
 from archivestore.cli._ingest import add_ingest_commands
+from archivestore.cli._ml import add_split_command
 from archivestore.cli._store import add_store_commands
 from archivestore.cli._tables import add_table_commands
 from archivestore.cli._tcia import add_tcia_commands
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_commands(sub)
     add_store_commands(sub)
     for add in (add_overlap_command, add_score_command, add_heatmap_command, add_table_commands, add_export_commands,
-                add_tcia_commands, add_idc_commands, add_idr_commands):
+                add_tcia_commands, add_idc_commands, add_idr_commands, add_split_command):
         add(sub)
     return parser
 

@@ -343,7 +343,8 @@ class Layout:
     def named_groups(self) -> tuple[str, ...]:
         """The groups whose children are named by :meth:`node` (``masks/<rater>`` below ``masks`` too);
         ``archivestore upgrade`` moves their children. A new kind of named group is added here."""
-        return (self.IMAGES, self.MASKS, self.STUDIES, self.SERIES, self.SEGMENTATIONS, self.PLATES, self.FINDINGS)
+        return (self.IMAGES, self.MASKS, self.STUDIES, self.SERIES, self.SEGMENTATIONS, self.PLATES, self.FINDINGS,
+                self.SPLITS)
 
     def image(self, image_id: str) -> str:
         """``images/<id>``: the image, its superpixels and the ground-truth masks."""

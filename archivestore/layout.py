@@ -229,6 +229,7 @@ class Layout:
     SERIES_METADATA = "series_metadata"
     SEGMENTATION_OVERLAP = "segmentation_overlap"
     PLATES = "plates"
+    SLIDES = "slides"
     LOCKS = "_locks"
 
     @property
@@ -277,6 +278,11 @@ class Layout:
     def segmentation(self, series_uid: str) -> str:
         """``segmentations/<SEG SeriesInstanceUID>``: one DICOM SEG as label volumes."""
         return f"{self.SEGMENTATIONS}/{self.node(series_uid)}"
+
+    def slide(self, series_uid: str) -> str:
+        """``slides/<SM SeriesInstanceUID>``: a slide's pyramid, one group per level (``0``, ``1``, ...)
+        and its ``label``/``overview``/``thumbnail`` images beside."""
+        return f"{self.SLIDES}/{self.node(series_uid)}"
 
     def plate(self, plate_id: str) -> str:
         """``plates/<id>``: a screening plate's well grid of image ids."""

@@ -7,6 +7,8 @@ normal and reads SEGs. Needs the ``dicom`` extra (``pip install 'archivestore[di
 
 - :func:`read_series` -> list of :class:`Volume` (one, or one per part of a series that holds
   several stacks); the invariants are in :mod:`archivestore.dicom._volume`.
+- :func:`is_slide`, :func:`open_slide` -> :class:`Slide` (slide microscopy: pyramid levels of
+  tiles in their DICOM encoding, with wsidicom; :mod:`archivestore.dicom._slide`).
 - :func:`is_segmentation`, :func:`segmentation_source` (header only: which series a SEG
   segments) and :func:`read_segmentation` -> :class:`Labels` on the source volume's grid.
 
@@ -23,15 +25,21 @@ from archivestore.dicom._seg import (
     read_segmentation,
     segmentation_source,
 )
+from archivestore.dicom._slide import SM_SOP_CLASS, Slide, SlideImage, is_slide, open_slide
 from archivestore.dicom._volume import UnevenSpacingWarning, Volume, read_series
 
 __all__ = [
     "DicomInput",
     "Labels",
+    "SM_SOP_CLASS",
+    "Slide",
+    "SlideImage",
     "SegmentationSource",
     "UnevenSpacingWarning",
     "Volume",
     "is_segmentation",
+    "is_slide",
+    "open_slide",
     "read_segmentation",
     "read_series",
     "segmentation_source",

@@ -62,7 +62,8 @@ def _frames_by_position(files, level):
             frame = pixel_array(io.BytesIO(data), index=i, decoding_plugin=plugin)
             if ds.DimensionOrganizationType == "TILED_SPARSE":
                 pos = ds.PerFrameFunctionalGroupsSequence[i].PlanePositionSlideSequence[0]
-                key = (int(pos.RowPositionInTotalImagePixelMatrix) - 1, int(pos.ColumnPositionInTotalImagePixelMatrix) - 1)
+                key = (int(pos.RowPositionInTotalImagePixelMatrix) - 1,
+                       int(pos.ColumnPositionInTotalImagePixelMatrix) - 1)
             else:
                 key = (((offset + i) // cols) * tile, ((offset + i) % cols) * tile)
             out[key] = frame
@@ -131,7 +132,7 @@ def test_tiles_are_the_dicom_codestreams_byte_for_byte(ingested):
 
     store, files, uid, _ = ingested
     frames = []
-    for name, data in files:
+    for _, data in files:
         ds = pydicom.dcmread(io.BytesIO(data))
         frames += [bytes(f) for f in generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames))]
     root = Path(store.url) / "slides" / uid
@@ -207,7 +208,8 @@ def test_plain_zarr_reads_a_slide_through_the_entry_point(ingested, tmp_path):
             "assert 'archivestore.codecs' not in sys.modules\n"
             f"ds = xr.open_zarr({store.url!r}, group='slides/{uid}/0', consolidated=False)\n"
             "v = ds['image'][:300, :300].values\n"
-            "print(json.dumps({'sum': int(v.astype('int64').sum()), 'loaded': 'archivestore.codecs' in sys.modules}))\n")
+            "print(json.dumps({'sum': int(v.astype('int64').sum()),"
+            " 'loaded': 'archivestore.codecs' in sys.modules}))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)

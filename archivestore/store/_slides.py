@@ -35,8 +35,10 @@ class StoreSlides:
         def _names(self, path: str) -> list[str]: ...
 
     def slides(self) -> list[str]:
-        """The SeriesInstanceUIDs of the slides in the store (lists the ``slides`` group)."""
-        return self._names(self.layout.SLIDES)
+        """The SeriesInstanceUIDs of the complete slides in the store (lists the ``slides`` group, reads
+        each slide's state)."""
+        return [uid for uid in self._names(self.layout.SLIDES)
+                if (self.group_state(self.layout.slide(uid)) or {}).get("complete")]
 
     def slide_attrs(self, series_uid: str) -> dict[str, Any]:
         """The slide's attributes (metadata, ``pyramid``, ``associated``, ``dicom``, ``record``); one read."""

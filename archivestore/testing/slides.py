@@ -59,14 +59,16 @@ def synthetic_slide(shape: tuple[int, int] = (600, 800), levels: int = 3, *, see
     """
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    image = np.full((h, w, 3), 240.0, np.float32)
+    step = max(1, min(h, w) // 256)  # the smooth stain field at a coarse grid, then repeated up
+    yy, xx = np.mgrid[0:-(-h // step), 0:-(-w // step)].astype(np.float32) * step
+    field = np.full((*yy.shape, 3), 240.0, np.float32)
     for _ in range(12):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(30, 120)
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.05, 0.2) * min(h, w)
         colour = rng.uniform([120, 40, 120], [230, 140, 220])
         weight = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None]
-        image = image * (1 - 0.8 * weight) + colour * 0.8 * weight
-    image += rng.normal(0, 6, image.shape)
+        field = field * (1 - 0.8 * weight) + colour * 0.8 * weight
+    image = np.repeat(np.repeat(field, step, 0), step, 1)[:h, :w]
+    image += rng.normal(0, 6, image.shape).astype(np.float32)
     pyramid = [np.clip(image, 0, 255).astype(np.uint8)]
     for _ in range(levels - 1):
         last = pyramid[-1].astype(np.float32)

@@ -108,7 +108,7 @@ def _write_image(store: Store, path: str, image: SlideImage) -> str:
     spacing = image.spacing_um
     attrs = {"kind": image.kind, "level": image.name, "downsample": image.downsample,
              "spacing_um": None if spacing is None else list(spacing), "image_type": list(image.image_type),
-             "sop_instance_uids": list(image.instances)}
+             "sop_instance_uids": list(image.instances), "channels": list(image.channels)}
     writer = GroupWriter(store.zstore, path, attrs, arrays={})
     writer.start({})
     meta = _image_metadata(image)

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
     from archivestore.layout import Layout
 
-__all__ = ["StoreSlides"]
+__all__ = ["DASK_BLOCK", "StoreSlides"]
+
+DASK_BLOCK = 2048
+"""Pixels per dask chunk (y and x) of :meth:`StoreSlides.slide`, rounded to whole tiles: one task reads
+many tiles with one zarr call (concurrent requests, decoding in threads), where a task per tile costs
+more in scheduling than the tile's decoding (``benchmarks/bench_slides.py``)."""
 
 
 class StoreSlides:
@@ -26,6 +31,7 @@ class StoreSlides:
     url: str
     layout: Layout
     root: Any
+    zstore: Any
 
     if TYPE_CHECKING:  # provided by Store and StoreWriting
         def group_state(self, path: str) -> dict[str, Any] | None: ...
@@ -47,7 +53,7 @@ class StoreSlides:
             raise NotFoundError(f"no complete slide {series_uid!r} in {self.url}")
         return {k: v for k, v in self.root[path].attrs.items() if k != "_archivestore"}
 
-    def slide(self, series_uid: str, level: int | str = 0) -> xr.DataArray:
+    def slide(self, series_uid: str, level: int | str = 0, *, chunks: int | str | None = None) -> xr.DataArray:
         """One level of a slide as a lazy, dask-backed ``(y, x, channel)`` DataArray.
 
         Parameters
@@ -57,13 +63,28 @@ class StoreSlides:
         level
             ``0`` (full resolution), ``1``, ... as the series holds them, or ``"label"``,
             ``"overview"``, ``"thumbnail"``.
+        chunks
+            Pixels per dask chunk along y and x: a multiple of the DICOM tile, by default the one
+            nearest :data:`DASK_BLOCK`; ``"tile"`` for one task per tile. Whatever the dask chunks,
+            reading a region fetches and decodes only the tiles (zarr chunks) it touches.
 
         Returns
         -------
         xarray.DataArray
-            ``image`` with coordinates ``y``/``x`` in micrometres and ``channel``, chunked by the
-            DICOM tile; its attributes are the level's, plus the slide's under ``slide``.
+            ``image`` with coordinates ``y``/``x`` in micrometres (as stored) and ``channel``; its
+            attributes are the level's (``spacing_um``, ``downsample``, ``image_type``, ...) and the
+            array's (``transfer_syntax``, ``tiling``, ...). Opened from the level's one document (two
+            reads in all), as ``xr.open_zarr(..., group="slides/<uid>/<level>")`` opens it.
         """
+        import dask.array as da
+        import numpy as np
+        import xarray as xr
+        import zarr
+        from zarr.core.metadata.v3 import ArrayV3Metadata
+        from zarr.storage import StorePath
+
+        from archivestore.store._groups import read_group_doc
+
         path = self.layout.slide(series_uid)
         state = self.group_state(path) or {}
         if not state.get("complete"):
@@ -71,8 +92,27 @@ class StoreSlides:
         names = [str(n) for n in (state.get("checksums") or {})]
         if str(level) not in names:
             raise NotFoundError(f"slide {series_uid!r} has no level {level!r}; it has {', '.join(names)}")
-        ds = self.open_dataset(f"{path}/{level}")
-        image = ds["image"]
-        image.attrs.update({k: v for k, v in ds.attrs.items() if k != "_archivestore"})
-        image.attrs["series_instance_uid"] = series_uid
-        return image
+        doc = read_group_doc(self.zstore, f"{path}/{level}") or {}
+        meta = ArrayV3Metadata.from_dict(dict(doc["consolidated_metadata"]["metadata"]["image"]))
+        array = zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(self.zstore, f"{path}/{level}/image")))
+        tile = meta.chunks
+        if chunks == "tile":
+            block = tile[:2]
+        else:
+            size = int(chunks) if chunks is not None else DASK_BLOCK
+            block = tuple(t * max(1, round(size / t)) for t in tile[:2])
+        data = da.from_zarr(array, chunks=(*block, meta.shape[2]))
+        attrs = {k: v for k, v in doc.get("attributes", {}).items() if k != "_archivestore"}
+        spacing = attrs.get("spacing_um") or [1.0, 1.0]
+        units = "micrometer" if attrs.get("spacing_um") else "pixel"
+        coords = {
+            "y": ("y", np.arange(meta.shape[0], dtype=np.float64) * spacing[0],
+                  {"units": units, "long_name": "row offset from the first pixel"}),
+            "x": ("x", np.arange(meta.shape[1], dtype=np.float64) * spacing[1],
+                  {"units": units, "long_name": "column offset from the first pixel"}),
+            "channel": ("channel", np.asarray(attrs.get("channels") or [str(i) for i in range(meta.shape[2])])),
+        }
+        out = xr.DataArray(data, dims=("y", "x", "channel"), coords=coords, name="image",
+                           attrs={**meta.attributes, **attrs, "series_instance_uid": series_uid})
+        out.encoding = {"chunks": tuple(tile), "preferred_chunks": dict(zip(out.dims, tile, strict=True))}
+        return out

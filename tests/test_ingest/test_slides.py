@@ -229,3 +229,27 @@ def test_the_codecs_register_at_import_and_round_trip(tmp_path):
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"))[...], data)   # reversible J2K
     meta = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
     assert meta["codecs"] == [{"name": "archivestore_jpeg2k"}]
+
+
+def test_the_lazy_level_is_what_plain_xarray_opens_and_a_region_reads_only_its_tiles(ingested):
+    import xarray as xr
+    import zarr
+
+    from archivestore.store import Store
+    from archivestore.testing.store import CountingStore
+
+    store, _, uid, _ = ingested
+    plain = xr.open_zarr(store.url, group=f"slides/{uid}/0", consolidated=False)["image"]
+    lazy = store.slide(uid, 0)
+    xr.testing.assert_equal(lazy, plain)   # values and coordinates
+    assert lazy.data.chunksize == (600, 800, 3)   # tiles grouped in dask blocks (the whole of this small level)
+    assert store.slide(uid, 0, chunks="tile").data.chunksize == (256, 256, 3)
+
+    counting = CountingStore(zarr.storage.LocalStore(store.url, read_only=True))
+    counted = Store(store.url, counting, zarr.open_group(counting, mode="r", zarr_format=3))
+    image = counted.slide(uid, 0)
+    counting.reset()
+    region = image[300:500, 100:300].values   # rows 300-499 cross tile rows 1 and 2, columns tile 0 and 1
+    tiles = {k for (op, k), _ in counting.calls.items() if op == "get" and "/image/c/" in k}
+    assert sorted(k.split("/image/c/")[1] for k in tiles) == ["1/0/0", "1/1/0"]
+    np.testing.assert_array_equal(region, plain[300:500, 100:300].values)

@@ -31,8 +31,8 @@ from archivestore.store import GroupWriter, Store
 
 __all__ = ["complete_slide_row", "write_slide"]
 
-_WRITES = 32
-"""Tiles written at a time."""
+_WRITES = 128
+"""Tiles written at a time (concurrent PUTs on a bucket)."""
 
 _SUMMARY = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer",
             "ManufacturerModelName", "ContainerIdentifier", "TotalPixelMatrixRows", "TotalPixelMatrixColumns")

@@ -10,7 +10,8 @@ ingests it into a local store, and measures, in one run:
   reading every tile of every level once with wsidicom, both ``read_encoded_tile`` (the bytes, as
   ingest reads them) and ``read_tile`` (decoded: what reading the slide costs a user); goal <= 1.5x;
 * **a 2048x2048 region at level 0** (at an offset that is not on the tile grid): the store through
-  ``store.slide(uid)[...]`` (xarray + dask, tiles decoded by ``archivestore_jpeg``/``_jpeg2k``) vs
+  ``store.slide(uid)[...]`` (xarray + dask, tiles decoded by ``archivestore_jpeg``/``_jpeg2k``; and one
+  ``zarr`` read of the region's slice, no dask) vs
   ``WsiDicom.read_region``, each opened afresh per repetition (open and read timed apart, the read
   is the figure), on local disk and behind a local S3 server (moto on 127.0.0.1) with ``--latency``
   seconds added to each request by a proxy; goal >= 3x.
@@ -92,7 +93,8 @@ def _every_tile(folder: Path, encoded: bool) -> int:
 def _regions(store_url: str, options: dict[str, Any] | None, dicom: Any, dicom_options: dict[str, Any] | None,
              uid: str, offset: int, repeat: int) -> dict[str, float]:
     """Median open and read seconds of the region for the store and for wsidicom (fresh objects each time)."""
-    out: dict[str, list[float]] = {"store open": [], "store read": [], "wsidicom open": [], "wsidicom read": []}
+    out: dict[str, list[float]] = {"store open": [], "store read": [], "zarr read": [], "wsidicom open": [],
+                                   "wsidicom read": []}
     first: dict[str, np.ndarray] = {}
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -103,6 +105,13 @@ def _regions(store_url: str, options: dict[str, Any] | None, dicom: Any, dicom_o
         t2 = time.perf_counter()
         out["store open"].append(t1 - t0)
         out["store read"].append(t2 - t1)
+        import zarr
+
+        array = zarr.open_array(store.zstore, path=f"{store.layout.slide(uid)}/0/image", mode="r")
+        t1 = time.perf_counter()
+        direct = array[offset:offset + REGION, offset:offset + REGION]
+        out["zarr read"].append(time.perf_counter() - t1)
+        assert np.array_equal(direct, ours)
         t0 = time.perf_counter()
         wsi = _wsi(dicom, dicom_options)
         t1 = time.perf_counter()
@@ -120,7 +129,8 @@ def _regions(store_url: str, options: dict[str, Any] | None, dicom: Any, dicom_o
 
 def _report(where: str, t: dict[str, float]) -> None:
     ratio = t["wsidicom read"] / t["store read"]
-    print(f"  {where}: store {c.fmt_s(t['store read'])} (open {c.fmt_s(t['store open'])}), wsidicom "
+    print(f"  {where}: store {c.fmt_s(t['store read'])} (open {c.fmt_s(t['store open'])}; one zarr read of the "
+          f"region {c.fmt_s(t['zarr read'])}, {t['wsidicom read'] / t['zarr read']:.1f}x), wsidicom "
           f"{c.fmt_s(t['wsidicom read'])} (open {c.fmt_s(t['wsidicom open'])}): {ratio:.1f}x "
           f"(goal >= 3x: {'met' if ratio >= 3 else 'MISSED'}); load {_load()}")
 

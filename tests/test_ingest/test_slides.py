@@ -253,3 +253,20 @@ def test_the_lazy_level_is_what_plain_xarray_opens_and_a_region_reads_only_its_t
     tiles = {k for (op, k), _ in counting.calls.items() if op == "get" and "/image/c/" in k}
     assert sorted(k.split("/image/c/")[1] for k in tiles) == ["1/0/0", "1/1/0"]
     np.testing.assert_array_equal(region, plain[300:500, 100:300].values)
+
+
+def test_verify_checks_a_slides_tiles(tmp_path):
+    from archivestore.verify import verify
+
+    files = sm_series(synthetic_slide(seed="verify"), codec="jpeg")
+    store = archivestore.open_store(str(tmp_path / "s.zarr"), mode="a")
+    report = archivestore.ingest(store, [_item(files)], progress=False)
+    assert not report.failed
+    uid = _uid(files)
+    assert verify(store, progress=False).problems == []
+    tile = tmp_path / "s.zarr" / "slides" / uid / "1" / "image" / "c" / "0" / "1" / "0"
+    data = tile.read_bytes()
+    tile.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])   # one flipped byte
+    problems = verify(store, progress=False).problems
+    assert [(p.image_id, p.kind) for p in problems] == [(uid, "damaged")]
+    assert f"slides/{uid}/1/image does not match its checksum" in problems[0].detail

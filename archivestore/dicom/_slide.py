@@ -177,8 +177,10 @@ def open_slide(files: Iterable[DicomInput]) -> Slide:
         associated = [_image(group, kind, kind) for kind, groups in
                       (("label", wsi.labels), ("overview", wsi.overviews), ("thumbnail", wsi.pyramid.thumbnails))
                       for group in (groups or [])[:1]]
-        base = wsi.levels[0].datasets[0].as_dataset()
-        return Slide(str(base.SeriesInstanceUID), levels, associated, _attrs(base, levels), header_json(base), wsi)
+        datasets = [d.as_dataset() for d in wsi.levels[0].datasets]
+        base = datasets[0]
+        return Slide(str(base.SeriesInstanceUID), levels, associated, _attrs(base, levels, _optical_paths(datasets)),
+                     header_json(base), wsi)
     except Exception:
         wsi.close()
         raise
@@ -191,9 +193,10 @@ def _image(group: Any, name: str, kind: str) -> SlideImage:
     size, tile = group.size, data.tile_size
     samples = int(data.samples_per_pixel)
     z = data.default_z
-    if samples == 1 and len(group.optical_paths) > 1:
-        planes = [(group.instance_at(path, z).image_data, z, path) for path in group.optical_paths]
-        channels = tuple(str(p) for p in group.optical_paths)
+    if samples == 1 and len(group.optical_paths) > 1:  # fluorescence: the paths in their identifiers' order
+        paths = sorted(group.optical_paths, key=lambda p: (0, int(p), "") if str(p).isdigit() else (1, 0, str(p)))
+        planes = [(group.instance_at(path, z).image_data, z, path) for path in paths]
+        channels = tuple(str(p) for p in paths)
     else:
         planes = [(data, z, data.default_path)]
         channels = ("R", "G", "B") if samples == 3 else (str(data.default_path),)
@@ -242,10 +245,19 @@ def _check_pyramid(levels: list[SlideImage]) -> None:
                                 "one constant factor")
 
 
-def _attrs(ds: Dataset, levels: list[SlideImage]) -> dict[str, Any]:
+def _optical_paths(datasets: list[Dataset]) -> list[Dataset]:
+    """Every optical path the instances of a level describe (one per identifier, in order of appearance)."""
+    seen: dict[str, Dataset] = {}
+    for ds in datasets:
+        for item in ds.get("OpticalPathSequence", []):
+            seen.setdefault(str(item.get("OpticalPathIdentifier", len(seen))), item)
+    return list(seen.values())
+
+
+def _attrs(ds: Dataset, levels: list[SlideImage], optical_paths: list[Dataset]) -> dict[str, Any]:
     """The slide's metadata (objective power, optical paths, specimens, container, image types)."""
-    paths = [header_json(item) for item in ds.get("OpticalPathSequence", [])]
-    powers = sorted({float(item.ObjectiveLensPower) for item in ds.get("OpticalPathSequence", [])
+    paths = [header_json(item) for item in optical_paths]
+    powers = sorted({float(item.ObjectiveLensPower) for item in optical_paths
                      if item.get("ObjectiveLensPower") not in (None, "")})
     specimens = []
     for item in ds.get("SpecimenDescriptionSequence", []):

@@ -84,19 +84,21 @@ def synthetic_slide(shape: tuple[int, int] = (600, 800), levels: int = 3, *, see
 def _encode(tile: np.ndarray, codec: str) -> bytes:
     import imagecodecs
 
+    colour = tile.ndim == 3
     if codec == "jpeg":
-        return bytes(imagecodecs.jpeg8_encode(tile, level=90, subsampling="422"))
+        return bytes(imagecodecs.jpeg8_encode(tile, level=90, subsampling="422" if colour else None))
     if codec == "jpeg2000":
-        return bytes(imagecodecs.jpeg2k_encode(tile, level=40, codecformat="J2K", reversible=False, mct=True))
+        return bytes(imagecodecs.jpeg2k_encode(tile, level=40, codecformat="J2K", reversible=False, mct=colour))
     raise ValueError(f"codec {codec!r}: jpeg or jpeg2000")
 
 
 def _tiles(image: np.ndarray, tile: int) -> list[tuple[int, int, np.ndarray]]:
-    """Row-major ``(row, column, full-size tile)``; edge tiles padded with white as scanners pad them."""
+    """Row-major ``(row, column, full-size tile)``; edge tiles padded with white (black for a monochrome
+    fluorescence channel) as scanners pad them."""
     out = []
     for r in range(0, image.shape[0], tile):
         for c in range(0, image.shape[1], tile):
-            block = np.full((tile, tile, 3), 255, np.uint8)
+            block = np.full((tile, tile, *image.shape[2:]), 255 if image.ndim == 3 else 0, np.uint8)
             part = image[r: r + tile, c: c + tile]
             block[: part.shape[0], : part.shape[1]] = part
             out.append((r, c, block))
@@ -110,7 +112,7 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 
 
 def _base(slide: SyntheticSlide, image_type: Sequence[str], shape: tuple[int, int], tile: int, codec: str,
-          spacing_mm: float, instance: int) -> Dataset:
+          spacing_mm: float, instance: int, path_id: int | None = None) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = SM_STORAGE
@@ -153,9 +155,16 @@ def _base(slide: SyntheticSlide, image_type: Sequence[str], shape: tuple[int, in
     shared.PixelMeasuresSequence = DicomSequence([measures])
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     path = Dataset()
-    path.OpticalPathIdentifier, path.OpticalPathDescription = "1", "brightfield"
-    path.IlluminationTypeCodeSequence = DicomSequence([_code("111744", "DCM", "Brightfield illumination")])
-    path.IlluminationColorCodeSequence = DicomSequence([_code("11744", "DCM", "Full Spectrum")])
+    if path_id is None:
+        path.OpticalPathIdentifier, path.OpticalPathDescription = "1", "brightfield"
+        path.IlluminationTypeCodeSequence = DicomSequence([_code("111744", "DCM", "Brightfield illumination")])
+        path.IlluminationColorCodeSequence = DicomSequence([_code("11744", "DCM", "Full Spectrum")])
+    else:  # one monochrome channel of a fluorescence slide
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        del ds.PlanarConfiguration
+        path.OpticalPathIdentifier, path.OpticalPathDescription = str(path_id), f"channel {path_id}"
+        path.IlluminationTypeCodeSequence = DicomSequence([_code("111743", "DCM", "Epifluorescence illumination")])
+        path.IlluminationWaveLength = 400 + 100 * path_id
     path.ObjectiveLensPower = 40
     path.ObjectiveLensNumericalAperture = 0.75
     ds.OpticalPathSequence = DicomSequence([path])
@@ -212,9 +221,41 @@ def _write(ds: Dataset, frames: list[bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _level(files: Files, slide: SyntheticSlide, index: int, image: np.ndarray, codec: str, tile: int,
+           sparse_levels: Sequence[int], absent_tiles: Sequence[tuple[int, int]], concatenate: int, instance: int,
+           path_id: int | None, suffix: str) -> int:
+    """Append the instance(s) of one level (of one optical path); return the next instance number."""
+    spacing = slide.spacing_mm * 2**index
+    kind = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"] if index == 0 else ["DERIVED", "PRIMARY", "VOLUME", "RESAMPLED"]
+    tiles = _tiles(image, tile)
+    sparse = index in sparse_levels
+    if sparse:
+        drop = {(r * tile, c * tile) for r, c in absent_tiles}
+        tiles = [t for t in tiles if (t[0], t[1]) not in drop]
+    frames = [_encode(block, codec) for _, _, block in tiles]
+    parts = concatenate if index == 0 else 1
+    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
+    source = slide.uid("instance", instance)
+    concat_uid = slide.uid("concatenation", index, suffix)
+    for part in range(parts):
+        lo, hi = int(bounds[part]), int(bounds[part + 1])
+        ds = _base(slide, kind, image.shape[:2], tile, codec, spacing, instance, path_id)
+        ds.DimensionOrganizationType = "TILED_SPARSE" if sparse else "TILED_FULL"
+        if sparse:
+            _frame_positions(ds, [(r, c) for r, c, _ in tiles[lo:hi]], spacing)
+        if parts > 1:
+            ds.ConcatenationUID, ds.InConcatenationNumber = concat_uid, part + 1
+            ds.InConcatenationTotalNumber = parts
+            ds.ConcatenationFrameOffsetNumber = lo
+            ds.SOPInstanceUIDOfConcatenationSource = source
+        files.append((f"level{index}_{part}{suffix}.dcm", _write(ds, frames[lo:hi])))
+        instance += 1
+    return instance
+
+
 def sm_series(slide: SyntheticSlide, *, codec: str = "jpeg", tile: int = 256,
               sparse_levels: Sequence[int] = (), absent_tiles: Sequence[tuple[int, int]] = (),
-              concatenate: int = 1, label: bool = True, overview: bool = True) -> Files:
+              concatenate: int = 1, label: bool = True, overview: bool = True, fluorescence: int = 0) -> Files:
     """The instances of one SM series: one per level (``TILED_FULL`` unless in ``sparse_levels``).
 
     Parameters
@@ -230,36 +271,18 @@ def sm_series(slide: SyntheticSlide, *, codec: str = "jpeg", tile: int = 256,
         Level 0 as a concatenation of this many instances (frames split evenly).
     label, overview
         Add the label image / the overview image (one frame each, their own size).
+    fluorescence
+        Instead of RGB, this many monochrome optical paths (channel k of the RGB pixels as path k + 1),
+        each level's paths as instances of their own.
     """
     files: Files = []
     instance = 1
-    for index, image in enumerate(slide.levels):
-        spacing = slide.spacing_mm * 2**index
-        kind = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"] if index == 0 else ["DERIVED", "PRIMARY", "VOLUME",
-                                                                               "RESAMPLED"]
-        tiles = _tiles(image, tile)
-        sparse = index in sparse_levels
-        if sparse:
-            drop = {(r * tile, c * tile) for r, c in absent_tiles}
-            tiles = [t for t in tiles if (t[0], t[1]) not in drop]
-        frames = [_encode(block, codec) for _, _, block in tiles]
-        parts = concatenate if index == 0 else 1
-        bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
-        source = slide.uid("instance", instance)
-        concat_uid = slide.uid("concatenation", index)
-        for part in range(parts):
-            lo, hi = int(bounds[part]), int(bounds[part + 1])
-            ds = _base(slide, kind, image.shape[:2], tile, codec, spacing, instance)
-            ds.DimensionOrganizationType = "TILED_SPARSE" if sparse else "TILED_FULL"
-            if sparse:
-                _frame_positions(ds, [(r, c) for r, c, _ in tiles[lo:hi]], spacing)
-            if parts > 1:
-                ds.ConcatenationUID, ds.InConcatenationNumber = concat_uid, part + 1
-                ds.InConcatenationTotalNumber = parts
-                ds.ConcatenationFrameOffsetNumber = lo
-                ds.SOPInstanceUIDOfConcatenationSource = source
-            files.append((f"level{index}_{part}.dcm", _write(ds, frames[lo:hi])))
-            instance += 1
+    for index, pixels in enumerate(slide.levels):
+        for path in range(fluorescence) if fluorescence else [None]:
+            image = pixels if path is None else np.ascontiguousarray(pixels[..., path % 3])
+            suffix = "" if path is None else f"_path{path + 1}"
+            instance = _level(files, slide, index, image, codec, tile, sparse_levels, absent_tiles,
+                              concatenate, instance, None if path is None else path + 1, suffix)
     for wanted, name, image in ((label, "LABEL", slide.label), (overview, "OVERVIEW", slide.overview)):
         if not wanted:
             continue

@@ -270,3 +270,25 @@ def test_verify_checks_a_slides_tiles(tmp_path):
     problems = verify(store, progress=False).problems
     assert [(p.image_id, p.kind) for p in problems] == [(uid, "damaged")]
     assert f"slides/{uid}/1/image does not match its checksum" in problems[0].detail
+
+
+def test_a_fluorescence_slide_has_one_channel_per_optical_path(tmp_path):
+    files = sm_series(synthetic_slide(seed="fluorescence"), codec="jpeg2000", fluorescence=2, overview=False)
+    store = archivestore.open_store(str(tmp_path / "s.zarr"), mode="a")
+    uid = _uid(files)
+    _ingest(store, files)
+    level = store.slide(uid, 0)
+    assert level.shape == (600, 800, 2) and list(level["channel"].values) == ["1", "2"]
+    assert level.encoding["chunks"] == (256, 256, 1)   # one tile of one optical path per chunk
+    for path in (1, 2):
+        data = dict(files)[f"level0_0_path{path}.dcm"]
+        ds = pydicom.dcmread(io.BytesIO(data))
+        for i in (0, 5):   # TILED_FULL: frame i is tile (i // 4, i % 4)
+            want = pixel_array(io.BytesIO(data), index=i, decoding_plugin="pylibjpeg")
+            r, c = (i // 4) * 256, (i % 4) * 256
+            got = level.sel(channel=str(path)).values[r:r + 256, c:c + 256]
+            diff = np.abs(got.astype(int) - want[:got.shape[0], :got.shape[1]])
+            assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.01 * diff.size
+        assert ds.PhotometricInterpretation == "MONOCHROME2"
+    attrs = store.slide_attrs(uid)
+    assert [p["00480106"]["Value"][0] for p in attrs["optical_paths"]] == ["1", "2"]

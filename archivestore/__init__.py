@@ -13,6 +13,7 @@ line's ``--help``) imports no xarray, dask, zarr or pandas until one of them is 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ _EXPORTS: dict[str, str] = {
 """Public name → the module that defines it (a name that is itself a submodule maps to that module)."""
 
 __all__ = ["IngestInterrupted", "IngestReport", "Store", "ingest", "open_store", "sources", "upgrade"]
+
+
+if "zarr" in sys.modules:  # zarr is loaded already: register the slide codecs now (else archivestore.store does)
+    importlib.import_module("archivestore.codecs")
 
 
 def __getattr__(name: str) -> Any:

@@ -311,6 +311,7 @@ class Layout:
     FINDINGS_AGREEMENT = "findings_agreement"
     PLATES = "plates"
     SPLITS = "splits"
+    SLIDES = "slides"
     LOCKS = "_locks"
 
     @property
@@ -344,7 +345,7 @@ class Layout:
         """The groups whose children are named by :meth:`node` (``masks/<rater>`` below ``masks`` too);
         ``archivestore upgrade`` moves their children. A new kind of named group is added here."""
         return (self.IMAGES, self.MASKS, self.STUDIES, self.SERIES, self.SEGMENTATIONS, self.PLATES, self.FINDINGS,
-                self.SPLITS)
+                self.SPLITS, self.SLIDES)
 
     def image(self, image_id: str) -> str:
         """``images/<id>``: the image, its superpixels and the ground-truth masks."""
@@ -379,6 +380,10 @@ class Layout:
     def findings(self, series_uid: str) -> str:
         """``findings/<SR SeriesInstanceUID>``: one measurement report's findings as a table along ``row``."""
         return f"{self.FINDINGS}/{self.node(series_uid)}"
+    def slide(self, series_uid: str) -> str:
+        """``slides/<SM SeriesInstanceUID>``: a slide's pyramid, one group per level (``0``, ``1``, ...)
+        and its ``label``/``overview``/``thumbnail`` images beside."""
+        return f"{self.SLIDES}/{self.node(series_uid)}"
 
     def plate(self, plate_id: str) -> str:
         """``plates/<id>``: a screening plate's well grid of image ids."""

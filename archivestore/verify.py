@@ -106,6 +106,10 @@ def _check_series(store: Store, series_id: str) -> list[Problem]:
             findings = store.layout.findings(series_id)
             if store.group_state(path) is None and store.group_state(findings) is not None:
                 path = findings
+        if store.group_state(path) is None and store.group_state(store.layout.slide(series_id)) is not None:
+            slide = store.layout.slide(series_id)  # a slide: its tiles against their recorded checksums
+            return [Problem(series_id, "damaged" if "checksum" in detail or "read" in detail else "incomplete",
+                            detail, slide) for detail in store.slide_damage(series_id)]
     except Exception as exc:
         if not is_transport_failure(exc):
             raise

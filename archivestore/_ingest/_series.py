@@ -4,6 +4,7 @@
   coordinates ``z``/``y``/``x`` in mm and ``sop_instance_uid``), or, when it holds
   several stacks (orientations, sizes, localizers), one group per stack named
   ``<uid>_part<k>`` (k from 1).
+- A slide-microscopy (SM) series becomes ``slides/<uid>`` (:mod:`archivestore._ingest._slide`).
 - A SEG, and an RTSTRUCT (rasterised: :mod:`archivestore._ingest._rtstruct`), becomes
   ``segmentations/<uid>``: ``labels`` (segment, z, y, x) on the grid of the stored volume
   it segments (so that volume must be ingested first or in the same run: the ingest
@@ -24,12 +25,14 @@ from typing import Any
 import numpy as np
 
 from archivestore._ingest._results import SeriesResult
+from archivestore._ingest._slide import complete_slide_row, write_slide
 from archivestore.dicom import (
     Labels,
     Volume,
     is_report,
     is_rtstruct,
     is_segmentation,
+    is_slide,
     read_segmentation,
     read_series,
     segmentation_source,
@@ -52,7 +55,8 @@ def part_id(uid: str, volume: Volume) -> str:
 
 def process_series(store: Store, item: SeriesItem) -> SeriesResult:
     """Write what the store lacks of one series; return its table rows (worker thread or dask task)."""
-    done = _complete_rows(store, item.id)
+    slide = str(item.metadata.get("Modality", "")) == "SM"
+    done = complete_slide_row(store, item.id) if slide else _complete_rows(store, item.id)
     if done:
         return SeriesResult(False, done)
     try:
@@ -64,6 +68,8 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
     if not files:
         raise BadItem(item.id, item.where, "the series has no DICOM files")
     try:
+        if is_slide(files):
+            return write_slide(store, item, files)
         if is_segmentation(files):
             return _write_segmentation(store, item, files)
         if is_rtstruct(files):

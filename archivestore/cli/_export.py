@@ -24,6 +24,8 @@ def add_export_commands(subparsers: Any) -> None:
     q.add_argument("out", help="output folder or fsspec URL")
     q.add_argument("--image", nargs="+", default=None, metavar="ID", help="only these images")
     q.add_argument("--series", nargs="+", default=None, metavar="UID", help="only these volumes")
+    q.add_argument("--slide", nargs="+", default=None, metavar="UID",
+                   help="only these slides (SM series; their own DICOM pyramid is the multiscale)")
     q.add_argument("--levels", type=int, default=None, help="pyramid levels (default: down to ~256 pixels)")
     q.add_argument("--method", default="local_mean",
                    help="downsampling, any of ome-zarr-py's methods (default local_mean: the mean of 2x2 blocks)")
@@ -38,8 +40,8 @@ def _ome_zarr(args: argparse.Namespace) -> int:
     need("ome")
     from archivestore.ome import export_ome_zarr
 
-    written = export_ome_zarr(open_store(args), args.out, images=args.image, series=args.series, levels=args.levels,
-                              method=args.method)
+    written = export_ome_zarr(open_store(args), args.out, images=args.image, series=args.series, slides=args.slide,
+                              levels=args.levels, method=args.method)
     for path in written:
         print(path)
     return 0

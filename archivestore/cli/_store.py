@@ -79,6 +79,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"  mask raters (besides ground_truth): {', '.join(info['mask_raters']) or '-'}",
         f"  series (volumes and segmentations): {info.get('series', 0)}",
         f"  plates: {', '.join(info.get('plates', [])) or '-'}",
+        f"  slides: {', '.join(info.get('slides', [])) or '-'}",
     ]
     for name, s in info["studies"].items():
         lines += [

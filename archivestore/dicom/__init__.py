@@ -7,6 +7,8 @@ normal and reads SEGs. Needs the ``dicom`` extra (``pip install 'archivestore[di
 
 - :func:`read_series` -> list of :class:`Volume` (one, or one per part of a series that holds
   several stacks); the invariants are in :mod:`archivestore.dicom._volume`.
+- :func:`is_slide`, :func:`open_slide` -> :class:`Slide` (slide microscopy: pyramid levels of
+  tiles in their DICOM encoding, with wsidicom; :mod:`archivestore.dicom._slide`).
 - :func:`is_segmentation`, :func:`segmentation_source` (header only: which series a SEG
   segments) and :func:`read_segmentation` -> :class:`Labels` on the source volume's grid.
 - :func:`is_rtstruct`, :func:`rtstruct_source` and :func:`read_rtstruct`: an RT Structure Set's
@@ -29,6 +31,7 @@ from archivestore.dicom._seg import (
     read_segmentation,
     segmentation_source,
 )
+from archivestore.dicom._slide import SM_SOP_CLASS, Slide, SlideImage, is_slide, open_slide
 from archivestore.dicom._sr import FINDING_COLUMNS, Findings, is_report, read_findings
 from archivestore.dicom._volume import UnevenSpacingWarning, Volume, read_series
 
@@ -38,6 +41,9 @@ __all__ = [
     "Findings",
     "Labels",
     "RTStructWarning",
+    "SM_SOP_CLASS",
+    "Slide",
+    "SlideImage",
     "SegmentationSource",
     "UnevenSpacingWarning",
     "Volume",
@@ -46,6 +52,8 @@ __all__ = [
     "is_segmentation",
     "read_findings",
     "read_rtstruct",
+    "is_slide",
+    "open_slide",
     "read_segmentation",
     "read_series",
     "rtstruct_source",

@@ -9,6 +9,7 @@ from typing import Any
 
 from archivestore.errors import NotFoundError
 from archivestore.layout import escape_name
+from archivestore.ome._slides import export_slide
 from archivestore.ome._specs import ImageSpec, image_spec, volume_specs
 from archivestore.ome._write import DEFAULT_METHOD, open_output, validate_ome_zarr, write_image
 from archivestore.store import Store
@@ -66,7 +67,8 @@ def _specs(store: Store, image_ids: list[str], volume_ids: list[str], table: Ser
 
 
 def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequence[str] | None = None,
-                    series: Sequence[str] | None = None, storage_options: Mapping[str, Any] | None = None,
+                    series: Sequence[str] | None = None, slides: Sequence[str] | None = None,
+                    storage_options: Mapping[str, Any] | None = None,
                     levels: int | None = None, method: str = DEFAULT_METHOD, batch: int = 8) -> list[str]:
     """Write store images and volumes as OME-Zarr 0.5 images with multiscale pyramids and label images.
 
@@ -82,9 +84,10 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
         An open store.
     out
         A directory or fsspec URL; each item goes to ``<out>/<escaped id>.zarr`` (replaced if there).
-    images, series
-        Image ids and volume SeriesInstanceUIDs to export (a split series' parts all go); when
-        neither is given, every complete image and volume.
+    images, series, slides
+        Image ids, volume SeriesInstanceUIDs (a split series' parts all go) and slide (SM)
+        SeriesInstanceUIDs to export; when none is given, every complete image, volume and slide.
+        A slide's own DICOM pyramid is its multiscale (:mod:`archivestore.ome._slides`).
     storage_options
         fsspec options for ``out``.
     levels
@@ -110,6 +113,9 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
     """
     import dask
 
+    every_slide = images is None and series is None and slides is None
+    if slides is not None and images is None and series is None:
+        images, series = [], []
     # which series are volumes, and which SEGs segment them: two columns of the series table, read once
     table = series_table(store) if series is not None or images is None else {}
     image_ids, volume_ids = _chosen(store, images, series, table)
@@ -131,6 +137,8 @@ def export_ome_zarr(store: Store, out: str | os.PathLike[str], *, images: Sequen
         if running is not None:
             running[0].result()
             written.extend(_validated(running[1], storage_options))
+    for uid in store.slides() if every_slide else list(slides or []):
+        written.extend(export_slide(store, uid, out, storage_options))
     return written
 
 

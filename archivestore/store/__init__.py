@@ -5,6 +5,7 @@ straight from zarr) and offers writers their few operations (item groups with a
 completion marker, leases, the locked append to the shared tables). Imports no source.
 """
 
+import archivestore.codecs  # noqa: F401  (registers the slide tile codecs with zarr)
 from archivestore.store._groups import GroupWriter, checksum
 from archivestore.store._lock import LEASE_SECONDS, Lease, acquire
 from archivestore.store._metadata import TableIndex, flatten, variable_name

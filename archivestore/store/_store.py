@@ -24,6 +24,7 @@ from archivestore.store import _metadata
 from archivestore.store._groups import read_if_complete
 from archivestore.store._owned import check_readable, claim_root
 from archivestore.store._reach import check_endpoint
+from archivestore.store._slides import StoreSlides
 from archivestore.store._studies import StudyArrays, read_study
 from archivestore.store._writing import StoreWriting
 
@@ -120,7 +121,7 @@ def _reopen(url: str, mode: str, storage_options: dict[str, Any]) -> Store:
 _OPENED: dict[tuple[str, str, str], Store] = {}
 
 
-class Store(StoreWriting):
+class Store(StoreWriting, StoreSlides):
     """A store opened with :func:`open_store`; reading methods return lazy xarray objects.
 
     Attributes
@@ -427,6 +428,7 @@ class Store(StoreWriting):
             "images": len(self),
             "series": len(self.series_ids()),
             "plates": self.plates(),
+            "slides": self.slides(),
             "metadata_fields": int(self.metadata().sizes.get("field", 0)),
             "studies": studies,
             "mask_raters": self.mask_raters(),

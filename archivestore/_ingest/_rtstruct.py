@@ -10,10 +10,9 @@ the image series); skipped open or point contours become the series' WARNING lin
 
 from __future__ import annotations
 
-import warnings
-
 from archivestore._ingest._results import SeriesResult
 from archivestore._ingest._series import stored_volume, write_labels
+from archivestore._ingest._warnings import with_notes
 from archivestore.dicom import read_rtstruct, rtstruct_source
 from archivestore.errors import BadItem, NotFoundError
 from archivestore.sources import SeriesItem
@@ -29,8 +28,5 @@ def write_rtstruct(store: Store, item: SeriesItem, files: list[tuple[str, bytes]
         vid, volume = stored_volume(store, source.source_series, source.source_instances)
     except NotFoundError as exc:
         raise BadItem(item.id, item.where, str(exc).replace("it segments", "it contours")) from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        labels = read_rtstruct(files, volume)
-    notes = [f"{item.id}: {w.message}" for w in caught]
+    labels, notes = with_notes(item.id, lambda: read_rtstruct(files, volume))
     return write_labels(store, item, labels, volume, vid, notes)

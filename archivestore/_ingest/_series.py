@@ -19,13 +19,13 @@ the row back without fetching anything.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 
 from archivestore._ingest._results import SeriesResult
 from archivestore._ingest._slide import complete_slide_row, write_slide
+from archivestore._ingest._warnings import with_notes
 from archivestore.dicom import (
     Labels,
     Volume,
@@ -119,10 +119,7 @@ def _dicom_summary(header: dict[str, Any], slices: int) -> dict[str, Any]:
 
 
 def _write_volumes(store: Store, item: SeriesItem, files: list[tuple[str, bytes]]) -> SeriesResult:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        volumes = read_series(files)
-    notes = [f"{item.id}: {w.message}" for w in caught]
+    volumes, notes = with_notes(item.id, lambda: read_series(files))
     rows = {}
     for volume in volumes:
         vid = part_id(item.id, volume)

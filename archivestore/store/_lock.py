@@ -102,6 +102,7 @@ class _Renewer:
         self.held: dict[int, Renewable] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.tick = threading.Event()  # waited on, never set: a pause that no patch of time.sleep speeds up
 
     def add(self, lease: Renewable) -> None:
         with self.lock:
@@ -116,7 +117,7 @@ class _Renewer:
 
     def _run(self) -> None:
         while True:
-            time.sleep(RENEW_POLL)
+            self.tick.wait(RENEW_POLL)
             with self.lock:
                 due = [lease for lease in self.held.values()
                        if time.monotonic() - lease.renewed > lease.lease_seconds / 3]

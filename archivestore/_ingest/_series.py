@@ -5,7 +5,7 @@
   several stacks (orientations, sizes, localizers), one group per stack named
   ``<uid>_part<k>`` (k from 1).
 - A slide-microscopy (SM) series becomes ``slides/<uid>`` (:mod:`archivestore._ingest._slide`).
-- A SEG, and an RTSTRUCT (rasterised: :mod:`archivestore._ingest._rtstruct`), becomes
+- A SEG, and an RTSTRUCT (its contours rasterised by :func:`archivestore.dicom.read_rtstruct`), becomes
   ``segmentations/<uid>``: ``labels`` (segment, z, y, x) on the grid of the stored volume
   it segments (so that volume must be ingested first or in the same run: the ingest
   submits SEGs and RTSTRUCTs after the other series).
@@ -33,8 +33,10 @@ from archivestore.dicom import (
     is_rtstruct,
     is_segmentation,
     is_slide,
+    read_rtstruct,
     read_segmentation,
     read_series,
+    rtstruct_source,
     segmentation_source,
 )
 from archivestore.errors import BadItem, InvalidInputError, NotFoundError, UnreachableError
@@ -73,9 +75,7 @@ def process_series(store: Store, item: SeriesItem) -> SeriesResult:
         if is_segmentation(files):
             return _write_segmentation(store, item, files)
         if is_rtstruct(files):
-            from archivestore._ingest._rtstruct import write_rtstruct
-
-            return write_rtstruct(store, item, files)
+            return _write_rtstruct(store, item, files)
         if is_report(files):
             from archivestore._ingest._findings import write_findings
 
@@ -231,3 +231,15 @@ def _seg_attrs(item: SeriesItem, labels: Labels, volume: Volume, vid: str) -> di
         "segments": list(labels.segments), "spacing": list(volume.spacing), "affine": volume.affine.tolist(),
         "dicom": labels.header, "record": item.metadata,
     }
+
+
+def _write_rtstruct(store: Store, item: SeriesItem, files: list[tuple[str, bytes]]) -> SeriesResult:
+    """Rasterise an RTSTRUCT onto its stored volume's grid and write it like a SEG (``InvalidInputError`` on bad
+    input; skipped contours are the item's WARNING notes)."""
+    source = rtstruct_source(files)
+    try:
+        vid, volume = stored_volume(store, source.source_series, source.source_instances)
+    except NotFoundError as exc:
+        raise BadItem(item.id, item.where, str(exc).replace("it segments", "it contours")) from None
+    labels, notes = with_notes(item.id, lambda: read_rtstruct(files, volume))
+    return write_labels(store, item, labels, volume, vid, notes)

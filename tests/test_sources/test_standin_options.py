@@ -54,16 +54,16 @@ def test_license_files_as_isic_cli_fetches_them() -> None:
 @pytest.mark.parametrize(("extra", "expected"), [([], NETWORK_WORKERS), (["--workers", "3"], 3)])
 def test_downloading_ingests_default_to_more_workers_than_cpus(tmp_path, monkeypatch, extra, expected) -> None:
     """Each item waits on the archive first: the CLI's downloading sources run NETWORK_WORKERS at once."""
-    import archivestore
+    import archivestore._ingest
 
     seen = {}
-    real = archivestore.ingest
+    real = archivestore._ingest.ingest
 
     def spy(store, source, **kw):
         seen.update(kw)
         return real(store, source, **kw)
 
-    monkeypatch.setattr(archivestore, "ingest", spy)
+    monkeypatch.setattr(archivestore._ingest, "ingest", spy)  # what the CLI imports when it runs
     with V2Server(synthetic_v2_records(3)) as server:
         code = main(["ingest", "isic", "--store", str(tmp_path / "s.zarr"), "--base-url", server.url,
                      "--no-progress", *extra])

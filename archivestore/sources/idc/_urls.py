@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from archivestore.errors import InvalidInputError, NotFoundError
-from archivestore.sources.idc import IdcIndex
+from archivestore.sources.idc._index import IdcIndex
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,7 +9,6 @@ two rounds per array. A group without inline metadata (an older store) is read a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from zarr.storage import StorePath
 
 from archivestore.errors import NotFoundError
 from archivestore.layout import STATE_KEY
+from archivestore.store._lock import parse_doc
 
 if TYPE_CHECKING:
     from archivestore.store import Store
@@ -30,14 +30,7 @@ __all__ = ["read_groups"]
 
 
 async def _doc(zstore: Any, path: str) -> dict[str, Any] | None:
-    buf = await zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype())
-    if buf is None:
-        return None
-    try:
-        doc = json.loads(buf.to_bytes())
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return parse_doc(await zstore.get(f"{path}/zarr.json", prototype=default_buffer_prototype()))
 
 
 async def _read(store: Store, wanted: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], np.ndarray]:

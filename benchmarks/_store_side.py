@@ -53,13 +53,13 @@ def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"checksum": [total, count], "rows": len(rows)}
     for uid in store.series_ids():  # volumes and SEGs: the SEGs are read below, with their series
         try:
-            volume = store.volume(uid)["volume"].values
+            volume = store.volume(uid, chunks=None)["volume"].values  # voxels in memory: no dask
         except NotFoundError:
             continue
         total += int(np.rint(volume.astype(np.float64).sum()))
         count += 1
     if job == "idc":
-        for segs in store.segmentations_by_series().values():
+        for segs in store.segmentations_by_series(chunks=None).values():
             for seg in segs:
                 total += int(seg["labels"].values.astype(np.int64).sum())
                 count += 1

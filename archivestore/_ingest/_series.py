@@ -173,7 +173,7 @@ def stored_volume(store: Store, source: str, instances: frozenset[str]) -> tuple
         candidates = [f"{source}_part{k}" for k in range(1, int(first["parts"]) + 1)]
     for vid in candidates:
         try:
-            ds = store.volume(vid)
+            ds = store.volume(vid, chunks=None)  # its grid only: no dask
         except KeyError:
             continue
         uids = tuple(str(u) for u in ds["sop_instance_uid"].values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
@@ -32,7 +32,10 @@ if TYPE_CHECKING:  # xarray and pandas load with the first Dataset or DataFrame 
     import pandas as pd
     import xarray as xr
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Chunks", "Store", "open_store"]
+
+Chunks = int | Literal["auto", "default"] | dict[str, Any] | None
+"""What :func:`xarray.open_zarr` takes as ``chunks``; ``"default"`` is its default (dask, chunked as stored)."""
 
 
 BUCKET_DEFAULTS = {"s3": {"max_concurrency": 1,
@@ -149,11 +152,19 @@ class Store(StoreWriting, StoreSlides):
         return f"<archivestore.Store {self.url!r}>"
 
     # -- opening groups ---------------------------------------------------------------
-    def open_dataset(self, path: str) -> xr.Dataset:
-        """The group at ``path`` as a lazy Dataset, as plain xarray opens it."""
+    def open_dataset(self, path: str, chunks: Chunks = "default") -> xr.Dataset:
+        """The group at ``path`` as a lazy Dataset, as plain xarray opens it.
+
+        ``chunks`` means what it means to :func:`xarray.open_zarr`: by default dask arrays chunked
+        as stored; ``None`` gives lazily indexed arrays read straight from zarr on access (no dask:
+        for ``.values`` of a whole variable or a small selection, and a second or more less of
+        imports in a fresh process).
+        """
         import xarray as xr
 
-        return xr.open_zarr(self.zstore, group=path, consolidated=False)
+        if chunks == "default":
+            return xr.open_zarr(self.zstore, group=path, consolidated=False)
+        return xr.open_zarr(self.zstore, group=path, consolidated=False, chunks=chunks)
 
     def image_state(self, image_id: str) -> dict[str, Any] | None:
         """The ``_archivestore`` attribute of ``images/<id>``, or None if there is no such group."""
@@ -184,11 +195,14 @@ class Store(StoreWriting, StoreSlides):
         """Whether ``images/<id>`` was written to the end."""
         return bool((self.image_state(image_id) or {}).get("complete"))
 
-    def image(self, image_id: str) -> xr.Dataset:
-        """The image group ``images/<id>`` as a lazy Dataset; ``KeyError`` if absent or incomplete."""
+    def image(self, image_id: str, chunks: Chunks = "default") -> xr.Dataset:
+        """The image group ``images/<id>`` as a lazy Dataset; ``KeyError`` if absent or incomplete.
+
+        ``chunks``: as :meth:`open_dataset` (default dask; ``None``: no dask, read on access).
+        """
         if not self.is_complete(image_id):
             raise NotFoundError(f"no complete image {image_id!r} in {self.url}")
-        return self.open_dataset(self.layout.image(image_id))
+        return self.open_dataset(self.layout.image(image_id), chunks)
 
     def read(self, image_id: str, variable: str = "image", rater: str = GROUND_TRUTH) -> np.ndarray:
         """One array of an image as numpy, straight from zarr (no xarray, no dask graph).
@@ -320,27 +334,35 @@ class Store(StoreWriting, StoreSlides):
         return self._complete(self.layout.plate(plate_id), f"plate {plate_id!r}")
 
     # -- radiology ----------------------------------------------------------------------
-    def _complete(self, path: str, what: str) -> xr.Dataset:
+    def _complete(self, path: str, what: str, chunks: Chunks = "default") -> xr.Dataset:
         if not (self.group_state(path) or {}).get("complete"):
             raise NotFoundError(f"no complete {what} in {self.url}")
-        return self.open_dataset(path)
+        return self.open_dataset(path, chunks)
 
-    def volume(self, series_id: str) -> xr.Dataset:
-        """``series/<id>`` as a lazy Dataset: ``volume`` (z, y, x) with coordinates in mm."""
-        return self._complete(self.layout.series(series_id), f"volume {series_id!r}")
+    def volume(self, series_id: str, chunks: Chunks = "default") -> xr.Dataset:
+        """``series/<id>`` as a lazy Dataset: ``volume`` (z, y, x) with coordinates in mm.
 
-    def segmentation(self, series_uid: str) -> xr.Dataset:
-        """``segmentations/<uid>`` as a lazy Dataset: ``labels`` (segment, z, y, x)."""
-        return self._complete(self.layout.segmentation(series_uid), f"segmentation {series_uid!r}")
+        ``chunks``: as :meth:`open_dataset` (default dask; ``None``: no dask, read on access).
+        """
+        return self._complete(self.layout.series(series_id), f"volume {series_id!r}", chunks)
 
-    def segmentations_of(self, series_uid: str) -> list[xr.Dataset]:
+    def segmentation(self, series_uid: str, chunks: Chunks = "default") -> xr.Dataset:
+        """``segmentations/<uid>`` as a lazy Dataset: ``labels`` (segment, z, y, x).
+
+        ``chunks``: as :meth:`open_dataset` (default dask; ``None``: no dask, read on access).
+        """
+        return self._complete(self.layout.segmentation(series_uid), f"segmentation {series_uid!r}", chunks)
+
+    def segmentations_of(self, series_uid: str, chunks: Chunks = "default") -> list[xr.Dataset]:
         """The stored segmentations of a series (found through the ``series_metadata`` table)."""
-        return self.segmentations_by_series([series_uid]).get(series_uid, [])
+        return self.segmentations_by_series([series_uid], chunks).get(series_uid, [])
 
-    def segmentations_by_series(self, series: list[str] | None = None) -> dict[str, list[xr.Dataset]]:
+    def segmentations_by_series(self, series: list[str] | None = None,
+                                chunks: Chunks = "default") -> dict[str, list[xr.Dataset]]:
         """``{source SeriesInstanceUID: [segmentation Datasets]}`` (the series table read once).
 
         ``series`` limits it to these source series; every series with a segmentation by default.
+        ``chunks``: as :meth:`open_dataset`.
         """
         frame = self.metadata_frame("series")
         if "store.source_series" not in frame:
@@ -350,7 +372,7 @@ class Store(StoreWriting, StoreSlides):
         out: dict[str, list[xr.Dataset]] = {}
         for seg_uid, source in sources.items():
             if isinstance(source, str) and (wanted is None or source in wanted):
-                out.setdefault(source, []).append(self.segmentation(str(seg_uid)))
+                out.setdefault(source, []).append(self.segmentation(str(seg_uid), chunks))
         return out
 
     def findings(self, series: list[str] | None = None) -> pd.DataFrame:

@@ -78,6 +78,31 @@ def test_volumes_and_segmentations_round_trip(ct, segs, store_url):
     # plain xarray
     plain = xr.open_zarr(store.zstore, group=f"series/{escape_name(uid)}", consolidated=False)
     np.testing.assert_array_equal(plain["volume"].values, reference.array)
+    # chunks as xr.open_zarr takes them: dask by default, None reads on access without dask
+    assert ds["volume"].chunks is not None and store.segmentation(items[0].id)["labels"].chunks is not None
+    eager = store.volume(uid, chunks=None)
+    assert eager["volume"].chunks is None and eager.attrs == ds.attrs
+    np.testing.assert_array_equal(eager["volume"].values, reference.array)
+    segs_eager = store.segmentations_by_series([uid], chunks=None)[uid]
+    assert all(seg["labels"].chunks is None for seg in segs_eager) and len(segs_eager) == 2
+    np.testing.assert_array_equal(store.segmentation(items[0].id, chunks=None)["labels"].values,
+                                  store.segmentation(items[0].id)["labels"].values)
+
+
+def test_a_volume_reads_without_dask(ct, tmp_path):
+    """``chunks=None``: a fresh process reads a volume without dask.array or distributed (a second of CPU less;
+    xarray itself imports a few light dask modules)."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "s.zarr")
+    item = _item(ct, modality="CT")
+    assert ingest(open_store(path, mode="a"), [item], progress=False).ok
+    code = ("import sys\nfrom archivestore import open_store\n"
+            f"v = open_store({path!r}).volume({item.id!r}, chunks=None)['volume'].values\n"
+            "print(v.shape, sorted(set(sys.modules) & {'dask.array', 'distributed'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == f"{read_series(ct)[0].array.shape} []"
 
 
 def test_rerun_fetches_nothing_and_restores_rows(ct, tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import zarr
 
 from archivestore._ingest._results import SeriesResult
 from archivestore._ingest._slide import complete_slide_row, write_slide
@@ -171,23 +172,26 @@ def stored_volume(store: Store, source: str, instances: frozenset[str]) -> tuple
     first = store.group_state(store.layout.series(f"{source}_part1"))
     if first and first.get("complete"):
         candidates = [f"{source}_part{k}" for k in range(1, int(first["parts"]) + 1)]
-    for vid in candidates:
-        try:
-            ds = store.volume(vid, chunks=None)  # its grid only: no dask
-        except KeyError:
+    for vid in candidates:  # read with zarr alone: the ingest never imports xarray for a grid
+        path = store.layout.series(vid)
+        if not (store.group_state(path) or {}).get("complete"):
             continue
-        uids = tuple(str(u) for u in ds["sop_instance_uid"].values)
+        group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
+        uids = tuple(str(u) for u in store.read_array(path, "sop_instance_uid"))
         if instances <= set(uids):
-            frames = tuple(int(f) for f in ds["frame_number"].values) if "frame_number" in ds else None
-            shape = tuple(int(n) for n in ds["volume"].shape)
+            attrs: dict[str, Any] = dict(group.attrs)
+            frames = (tuple(int(f) for f in store.read_array(path, "frame_number")) if "frame_number" in group
+                      else None)
+            voxels = zarr.open_array(store.zstore, path=f"{path}/volume", mode="r", zarr_format=3)
+            shape = tuple(int(n) for n in voxels.shape)
             return vid, Volume(
-                array=np.broadcast_to(np.zeros((), ds["volume"].dtype), shape),  # the grid, not the voxels
-                z=ds["z"].values, y=ds["y"].values, x=ds["x"].values, sop_instance_uids=uids,
-                frame_numbers=frames, affine=np.asarray(ds.attrs["affine"]), spacing=tuple(ds.attrs["spacing"]),
-                orientation=tuple(ds.attrs["orientation"]), positions=np.zeros((shape[0], 3)),
-                uniform_spacing=bool(ds.attrs["uniform_spacing"]), header={},
-                series_instance_uid=source, modality=str(ds.attrs["modality"]),
-                frame_of_reference_uid=str(ds.attrs["frame_of_reference_uid"]))
+                array=np.broadcast_to(np.zeros((), voxels.dtype), shape),  # the grid, not the voxels
+                z=store.read_array(path, "z"), y=store.read_array(path, "y"), x=store.read_array(path, "x"),
+                sop_instance_uids=uids, frame_numbers=frames, affine=np.asarray(attrs["affine"]),
+                spacing=tuple(attrs["spacing"]), orientation=tuple(attrs["orientation"]),
+                positions=np.zeros((shape[0], 3)), uniform_spacing=bool(attrs["uniform_spacing"]), header={},
+                series_instance_uid=source, modality=str(attrs["modality"]),
+                frame_of_reference_uid=str(attrs["frame_of_reference_uid"]))
     raise NotFoundError(f"the series it segments, {source}, is not in the store (ingest it first or together)")
 
 

@@ -40,8 +40,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from scipy import ndimage
-from skimage.measure import points_in_poly
 
 from archivestore.dicom._files import DicomInput, Named, header_json, read_files
 from archivestore.dicom._seg import Labels, SegmentationSource
@@ -184,6 +182,9 @@ def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, ...]) -> 
     Equal to :func:`skimage.draw.polygon`'s pixels (module docstring: how, and why not it alone).
     Work is confined to the polygon's bounding box (plus the two-pixel band).
     """
+    from scipy import ndimage  # here, not at import: only RTSTRUCTs need them (0.4 s of imports)
+    from skimage.measure import points_in_poly
+
     ny, nx = int(shape[0]), int(shape[1])
     mask = np.zeros((ny, nx), dtype=np.uint8)
     y0, x0 = max(0, int(np.floor(rows.min())) - 3), max(0, int(np.floor(cols.min())) - 3)

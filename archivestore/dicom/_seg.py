@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from archivestore.dicom._files import DicomInput, Named, header_json, read_files
 from archivestore.dicom._volume import Volume
+from archivestore.dicom._warm import first_call_alone
 from archivestore.errors import InvalidInputError
 
 __all__ = ["Labels", "SegmentationSource", "is_segmentation", "read_segmentation", "segmentation_source"]
@@ -118,6 +119,7 @@ def segmentation_source(files: Iterable[DicomInput]) -> SegmentationSource:
     return _source_of(_one_seg(read_files(files, pixels=False)))
 
 
+@first_call_alone
 def read_segmentation(files: Iterable[DicomInput], volume: Volume) -> Labels:
     """Decode a DICOM SEG onto the grid of the volume it segments.
 

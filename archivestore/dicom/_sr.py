@@ -31,6 +31,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from archivestore.dicom._files import DicomInput, Named, header_json, read_files
+from archivestore.dicom._warm import first_call_alone
 from archivestore.errors import InvalidInputError
 
 __all__ = ["FINDING_COLUMNS", "Findings", "is_report", "read_findings"]
@@ -80,6 +81,7 @@ def is_report(files: Iterable[DicomInput]) -> bool:
     return str(read_files([first], pixels=False)[0].dataset.SOPClassUID) in SR_SOP_CLASSES
 
 
+@first_call_alone
 def read_findings(files: Iterable[DicomInput]) -> Findings:
     """Every measurement and qualitative evaluation of a TID 1500 measurement report.
 

@@ -42,6 +42,15 @@ def ingest(job: str, spec: dict[str, Any]) -> None:
         raise ValueError(job)
 
 
+def _eager(method: Any, *args: Any) -> Any:
+    """``method(*args, chunks=None)`` (no dask); a ``--before`` tree older than ``chunks`` gets the plain call."""
+    import inspect
+
+    if "chunks" in inspect.signature(method).parameters:
+        return method(*args, chunks=None)
+    return method(*args)
+
+
 def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
     store = open_store(spec["out"])
     total, count = 0, 0
@@ -53,13 +62,13 @@ def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"checksum": [total, count], "rows": len(rows)}
     for uid in store.series_ids():  # volumes and SEGs: the SEGs are read below, with their series
         try:
-            volume = store.volume(uid, chunks=None)["volume"].values  # voxels in memory: no dask
+            volume = _eager(store.volume, uid)["volume"].values  # voxels in memory: no dask
         except NotFoundError:
             continue
         total += int(np.rint(volume.astype(np.float64).sum()))
         count += 1
     if job == "idc":
-        for segs in store.segmentations_by_series(chunks=None).values():
+        for segs in _eager(store.segmentations_by_series).values():
             for seg in segs:
                 total += int(seg["labels"].values.astype(np.int64).sum())
                 count += 1

@@ -282,7 +282,7 @@ class Store(StoreWriting, StoreSlides):
         return self._metadata(table, lazy=True)
 
     def _metadata(self, table: str, *, lazy: bool) -> xr.Dataset:
-        """The table; ``lazy=False`` opens it without dask (for readers that load it whole at once)."""
+        """The table as a Dataset (``lazy``: dask arrays; else read on access)."""
         group = self._table_group(table)
         row = "image" if table == "images" else "series"
         if group is None or row not in group:
@@ -290,11 +290,13 @@ class Store(StoreWriting, StoreSlides):
 
             return xr.Dataset({"field_state": ((row, "field"), np.zeros((0, 0), np.uint8))},
                               coords={row: np.array([], dtype=str), "field": np.array([], dtype=str)})
-        if lazy:
-            return self.open_dataset(self._table_path(table))
-        import xarray as xr
+        return self.open_dataset(self._table_path(table), "default" if lazy else None)
 
-        return xr.open_zarr(self.zstore, group=self._table_path(table), consolidated=False, chunks=None)
+    def _table_for_reading(self, table: str) -> zarr.Group | xr.Dataset:
+        """The table's zarr group, read with zarr alone; an empty Dataset while it has no rows."""
+        group = self._table_group(table)
+        row = "image" if table == "images" else "series"
+        return group if group is not None and row in group else self._metadata(table, lazy=False)
 
     def image_ids(self) -> list[str]:
         """Ids of the complete images, in ingest order."""
@@ -316,13 +318,13 @@ class Store(StoreWriting, StoreSlides):
         """A table as a pandas DataFrame (index image or series id, columns dotted key paths)."""
         from archivestore.store._metadata_read import read_frame
 
-        return read_frame(self._metadata(table, lazy=False))  # no dask: 1+ s less of imports and graph
+        return read_frame(self._table_for_reading(table))  # zarr alone: no xarray, no dask
 
     def metadata_records(self, table: str = "images") -> dict[str, dict[str, Any]]:
         """Every row's leaf values re-nested exactly as in the original records."""
         from archivestore.store._metadata_read import read_records
 
-        return read_records(self._metadata(table, lazy=False))
+        return read_records(self._table_for_reading(table))
 
     # -- plates -------------------------------------------------------------------------
     def plates(self) -> list[str]:

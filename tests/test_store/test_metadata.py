@@ -51,6 +51,10 @@ def test_all_real_v1_records_round_trip(isic_fixtures, tmp_path):
     var = ds[variable_name(("meta", "unstructured", "clinical diagnosis/impression"))]
     assert var.attrs["path"] == ["meta", "unstructured", "clinical diagnosis/impression"]
     frame = read_frame(ds)
+    # read with zarr alone (what Store.metadata_frame/metadata_records do): the same as through xarray
+    group = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")["metadata"]
+    assert read_records(group) == back
+    pd.testing.assert_frame_equal(read_frame(group), frame)
     assert frame.loc["ISIC_0000000", "meta.clinical.age_approx"] == 55
     assert frame["meta.clinical.melanocytic"].dtype == "boolean"
     assert pd.isna(frame.loc["ISIC_0000000", "meta.clinical.diagnosis_confirm_type"])
@@ -66,6 +70,9 @@ def test_types_missing_null_and_promotion(store_url):
     assert back["a"] == {"n": 1.0, "s": "x", "b": True, "l": [1, 2], "e": {}, "z": None, "f": 1.5}
     assert back["b"] == {"n": None, "s": "", "b": False, "k.ey/": 3}
     assert back["c"] == {"n": 2.5, "s": 7, "l": "now a string", "big": 2**60}
+    group = zarr.open_group(store_url, mode="r")["metadata"]  # zarr alone, as Store reads it
+    assert read_records(group) == back
+    pd.testing.assert_frame_equal(read_frame(group), read_frame(ds))
     assert ds["s"].attrs["value_type"] == "json"
     assert ds["n"].attrs["value_type"] == "float"
     assert np.isnan(ds["n"].values[1])           # null → NaN

@@ -54,9 +54,10 @@ def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
             total += int(store.read(image_id, "image").sum(dtype=np.uint64))
             count += 1
         return {"checksum": [total, count], "rows": len(rows)}
-    if job == "idr":
+    if job == "idr":  # the labelled image (xarray over dask), or with ``"read": "read"`` the numpy array
         for image_id in store.image_ids():
-            total += int(store.image(image_id)["image"].values.sum(dtype=np.uint64))
+            pixels = store.read(image_id) if spec.get("read") == "read" else store.image(image_id)["image"].values
+            total += int(pixels.sum(dtype=np.uint64))
             count += 1
         return {"checksum": [total, count]}
     for uid in store.series_ids():  # volumes and SEGs: the SEGs are read below, with their series

@@ -25,8 +25,9 @@ largest resident set of the process and its children) are taken:
   8 threads; an ``.npy`` per image kept for the next analysis); ``omezarr`` -- ome-zarr-py's
   ``Reader(parse_url(field))`` and ``.compute()`` of each field's full resolution (nothing downloaded: its
   second analysis reads the remote OME-Zarr again). archivestore: ``ingest idr --screen ID --zarr-url
-  TEMPLATE``, then ``store.image(id)["image"].values``. The rendered planes are 8-bit and lossy: only their
-  count is compared; ome-zarr-py and archivestore must load identical raw values.
+  TEMPLATE``, then ``store.image(id)["image"].values`` (``--idr-read read``: ``store.read(id)``). The
+  rendered planes are 8-bit and lossy: only their count is compared; ome-zarr-py and archivestore must
+  load identical raw values.
 
 After each side's first job it runs its loading code again (``--load``): the second analysis of the
 same data, which the peer does from its files and archivestore from the store. Both sides must load
@@ -37,7 +38,7 @@ The peers live in their own environments (``benchmarks/.venv-<peer>``, built on 
 
     .venv/bin/python benchmarks/bench_peers.py [--archives isic tcia idc idr] [--latency-ms 20 0]
         [--rounds 3] [--isic-images 200] [--series 20] [--slices 16] [--idr-images 10] [--idr-size 256]
-        [--before TREE]
+        [--idr-read image|read] [--before TREE]
 
 ``--before TREE`` adds a third side, archivestore run from another tree (``git archive COMMIT | tar -x
 -C TREE``), in the same rounds: a fix measured against the code before it, under the same load.
@@ -116,7 +117,7 @@ def prepare(kind: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     if kind == "idr":  # in a process of its own: a spawned side's peak memory starts at this process's
         code = f"from _peer_servers import write_idr; write_idr({str(data)!r}, {args.idr_images}, {args.idr_size})"
         subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        return {}
+        return {"read": args.idr_read}
     write_dicom(data, args.series, args.slices, segs=kind == "idc")
     return {"collection": "BENCH-CT" if kind == "tcia" else "bench_ct"}
 
@@ -263,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slices", type=int, default=16)
     p.add_argument("--idr-images", type=int, default=10, help="IDR fields (wells of one field; at most 10)")
     p.add_argument("--idr-size", type=int, default=256, help="IDR image rows = columns (3 channels x 20 planes)")
+    p.add_argument("--idr-read", choices=["image", "read"], default="image",
+                   help='archivestore reads each IDR image as store.image(id)["image"].values or store.read(id)')
     p.add_argument("--before", type=Path, default=None, metavar="TREE",
                    help="also run archivestore from this tree (e.g. `git archive COMMIT | tar -x -C TREE`)")
     args = p.parse_args(argv)

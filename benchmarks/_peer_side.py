@@ -133,7 +133,115 @@ def idc_load(spec: dict[str, Any]) -> dict[str, Any]:
     return {"checksum": [total, count]}
 
 
-JOBS = {"isic": (isic_download, isic_load), "tcia": (tcia_download, tcia_load), "idc": (idc_download, idc_load)}
+# -- IDR: OMERO.web's rendered planes with requests, or the OME-Zarr with ome-zarr-py ---------------------
+RENDER_THREADS = 8
+"""The render recipe's thread pool (archivestore's ingest downloads on 8 workers)."""
+
+
+def idr_session(spec: dict[str, Any]) -> Any:
+    """A requests session with IDR's anonymous login (``/webclient/?experimenter=-1`` sets ``sessionid``)."""
+    import requests
+
+    session = requests.Session()
+    session.get(spec["url"] + "webclient/?experimenter=-1", timeout=60).raise_for_status()
+    return session
+
+
+def idr_api(session: Any, url: str) -> list[dict[str, Any]]:
+    """Every record of an ``api/v0`` listing, page by page."""
+    records: list[dict[str, Any]] = []
+    while True:
+        page = session.get(url, params={"offset": len(records), "limit": 500}, timeout=60)
+        page.raise_for_status()
+        body = page.json()
+        records += body["data"]
+        if not body["data"] or len(records) >= body["meta"]["totalCount"]:
+            return records
+
+
+def idr_fields(session: Any, spec: dict[str, Any]) -> list[tuple[int, int, str, str, int]]:
+    """``(plate id, image id, row, column, field)`` of every field of every plate of the screen."""
+    api = spec["url"] + "api/v0/m/"
+    fields = []
+    for plate in idr_api(session, f"{api}screens/{spec['screen']}/plates/"):
+        for well in idr_api(session, f"{api}plates/{plate['@id']}/wells/"):
+            for k, sample in enumerate(well.get("WellSamples", [])):
+                fields.append((plate["@id"], sample["Image"]["@id"], chr(ord("A") + well["Row"]),
+                               str(well["Column"] + 1), k))
+    return fields
+
+
+def idr_render_download(spec: dict[str, Any]) -> None:
+    """The per-plane recipe: ``imgData`` per image, then ``render_image`` of every z of every channel as 8-bit
+    greyscale JPEG over the channel's window, decoded with Pillow, on 8 threads; one ``.npy`` (c, z, y, x)
+    uint8 per image, what the user keeps for the next analysis."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    session = idr_session(spec)
+    images = [image for _, image, *_ in idr_fields(session, spec)]
+
+    def plane(image: int, z: int, c: int, window: dict[str, float]) -> np.ndarray:
+        query = f"c={c + 1}|{window['start']:g}:{window['end']:g}$FFFFFF&m=g"
+        answer = session.get(f"{spec['url']}webgateway/render_image/{image}/{z}/0/?{query}", timeout=60)
+        answer.raise_for_status()
+        with Image.open(io.BytesIO(answer.content)) as picture:
+            return np.asarray(picture.convert("L"))
+
+    with ThreadPoolExecutor(RENDER_THREADS) as pool:
+        datas = list(pool.map(lambda i: session.get(f"{spec['url']}webclient/imgData/{i}/", timeout=60).json(),
+                              images))
+        for image, data in zip(images, datas, strict=True):
+            size = data["size"]
+            jobs = [(image, z, c, data["channels"][c]["window"]) for c in range(size["c"]) for z in range(size["z"])]
+            planes = list(pool.map(lambda job: plane(*job), jobs))
+            np.save(out / f"{image}.npy", np.stack(planes).reshape(size["c"], size["z"], *planes[0].shape))
+
+
+def idr_render_load(spec: dict[str, Any]) -> dict[str, Any]:
+    total, count = 0, 0
+    for path in sorted(Path(spec["out"]).glob("*.npy")):
+        total += int(np.load(path).sum(dtype=np.uint64))
+        count += 1
+    return {"checksum": [total, count]}
+
+
+def idr_omezarr_download(spec: dict[str, Any]) -> None:
+    """Nothing is downloaded: ome-zarr-py reads the remote OME-Zarr where it is (the load below)."""
+    Path(spec["out"]).mkdir(parents=True, exist_ok=True)
+
+
+def idr_omezarr_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every field as ome-zarr-py's user reads it: the screen's plates from OMERO.web's API, each plate's
+    OME-Zarr from IDR's URL rule (``<study>/<plate id>.zarr``), its wells and fields from the plate's NGFF
+    metadata, then per field ``Reader(parse_url(url))`` and the full resolution's dask array ``.compute()``."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    session = idr_session(spec)
+    plates = idr_api(session, f"{spec['url']}api/v0/m/screens/{spec['screen']}/plates/")
+    total, count = 0, 0
+    for plate in plates:
+        plate_url = spec["zarr_url"].format(study=spec["study"], image_id=plate["@id"])
+        location = parse_url(plate_url)
+        assert location is not None, plate_url
+        for well in location.root_attrs["plate"]["wells"]:
+            well_location = parse_url(f"{plate_url}/{well['path']}")
+            assert well_location is not None
+            for field in well_location.root_attrs["well"]["images"]:
+                node = next(iter(Reader(parse_url(f"{plate_url}/{well['path']}/{field['path']}"))()))
+                pixels = np.asarray(node.data[0].compute())
+                total += int(pixels.sum(dtype=np.uint64))
+                count += 1
+    return {"checksum": [total, count]}
+
+
+JOBS = {"isic": (isic_download, isic_load), "tcia": (tcia_download, tcia_load), "idc": (idc_download, idc_load),
+        "idr-render": (idr_render_download, idr_render_load), "idr-omezarr": (idr_omezarr_download, idr_omezarr_load)}
 
 
 def main() -> None:

@@ -38,6 +38,9 @@ def ingest(job: str, spec: dict[str, Any]) -> None:
     elif job == "idc":
         _cli("idc", "--index", spec["index"], "--source-option", f"endpoint_url={spec['url']}",
              "--collection", spec["collection"], "--store", store)
+    elif job == "idr":
+        _cli("idr", "--screen", str(spec["screen"]), "--base-url", spec["url"], "--zarr-url", spec["zarr_url"],
+             "--store", store)
     else:
         raise ValueError(job)
 
@@ -60,6 +63,12 @@ def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
             total += int(store.read(image_id, "image").sum(dtype=np.uint64))
             count += 1
         return {"checksum": [total, count], "rows": len(rows)}
+    if job == "idr":  # the labelled image (xarray over dask), or with ``"read": "read"`` the numpy array
+        for image_id in store.image_ids():
+            pixels = store.read(image_id) if spec.get("read") == "read" else store.image(image_id)["image"].values
+            total += int(pixels.sum(dtype=np.uint64))
+            count += 1
+        return {"checksum": [total, count]}
     for uid in store.series_ids():  # volumes and SEGs: the SEGs are read below, with their series
         try:
             volume = _eager(store.volume, uid)["volume"].values  # voxels in memory: no dask

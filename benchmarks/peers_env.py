@@ -3,7 +3,7 @@
 ``bench_peers.py`` runs each peer in a venv of its own, built here on first use from the
 package registry by name, never in the project's environment::
 
-    python benchmarks/peers_env.py isic tcia idc     # build (or reuse) and print their pythons
+    python benchmarks/peers_env.py isic tcia idc idr    # build (or reuse) and print their pythons
 
 Each lives in ``benchmarks/.venv-<name>`` (ignored by git: ``benchmarks/.venv-*/`` and a ``.gitignore``
 written inside it).
@@ -23,6 +23,7 @@ PEERS: dict[str, list[str]] = {
     "isic": ["isic-cli", "Pillow", "numpy"],
     "tcia": ["tcia_utils", "pydicom", "numpy"],
     "idc": ["idc-index", "s5cmd", "pydicom", "highdicom", "numpy"],
+    "idr": ["ome-zarr", "requests", "Pillow", "numpy"],
 }
 """What each peer's environment installs (the tool, then what its user decodes with)."""
 

@@ -63,9 +63,10 @@ def load(job: str, spec: dict[str, Any]) -> dict[str, Any]:
             total += int(store.read(image_id, "image").sum(dtype=np.uint64))
             count += 1
         return {"checksum": [total, count], "rows": len(rows)}
-    if job == "idr":  # the labelled image (xarray over dask), or with ``"read": "read"`` the numpy array
+    if job == "idr":  # the labelled image (xarray, no dask), or with ``"read": "read"`` the numpy array
         for image_id in store.image_ids():
-            pixels = store.read(image_id) if spec.get("read") == "read" else store.image(image_id)["image"].values
+            eager = spec.get("read") == "read"
+            pixels = store.read(image_id) if eager else _eager(store.image, image_id)["image"].values
             total += int(pixels.sum(dtype=np.uint64))
             count += 1
         return {"checksum": [total, count]}

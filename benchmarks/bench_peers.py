@@ -25,7 +25,7 @@ largest resident set of the process and its children) are taken:
   8 threads; an ``.npy`` per image kept for the next analysis); ``omezarr`` -- ome-zarr-py's
   ``Reader(parse_url(field))`` and ``.compute()`` of each field's full resolution (nothing downloaded: its
   second analysis reads the remote OME-Zarr again). archivestore: ``ingest idr --screen ID --zarr-url
-  TEMPLATE``, then ``store.image(id)["image"].values`` (``--idr-read read``: ``store.read(id)``). The
+  TEMPLATE``, then ``store.image(id, chunks=None)["image"].values`` (``--idr-read read``: ``store.read(id)``). The
   rendered planes are 8-bit and lossy: only their count is compared; ome-zarr-py and archivestore must
   load identical raw values.
 

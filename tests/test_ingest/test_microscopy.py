@@ -88,3 +88,14 @@ def test_microscopy_images_and_plate_round_trip(store_url):
     again = ingest(store, items, progress=False)
     assert again.ok and again.ingested == [] and len(again.skipped) == len(items)
     assert sorted(store.image_ids()) == sorted(images)
+
+
+def test_small_planes_are_stacked_along_z_in_a_chunk():
+    from archivestore.layout import array_chunks
+
+    czyx = ("channel", "z", "y", "x")
+    assert array_chunks((3, 20, 256, 256), czyx) == (1, 16, 256, 256)  # a tile's pixels per chunk
+    assert array_chunks((3, 20, 2048, 1500), czyx) == (1, 1, 1024, 1024)  # a tile per plane, as before
+    assert array_chunks((2, 3, 700, 600), czyx) == (1, 2, 700, 600)
+    assert array_chunks((1, 2, 5, 64, 48), ("t", "channel", "z", "y", "x")) == (1, 1, 5, 64, 48)
+    assert array_chunks((3, 64, 48), ("channel", "y", "x")) == (1, 64, 48)

@@ -12,11 +12,12 @@ largest resident set of the process and its children) are taken:
   every image read with ``store.read`` and the metadata table.
 * **tcia** -- peer: tcia_utils ``getSeries`` + ``downloadSeries`` (it unzips), then pydicom stacking
   (``apply_modality_lut``, slices sorted along the normal); archivestore: ``ingest tcia``, then
-  ``store.volume``.
+  ``store.read_volume`` (``--volume-read xarray``: ``store.volume(uid, chunks=None)``).
 * **idc** -- peer: ``s5cmd --no-sign-request --endpoint-url URL run MANIFEST`` of the series prefixes,
   the way idc-index's download runs it, then pydicom stacking and highdicom's
   ``get_pixels_by_source_instance`` for each SEG; archivestore: ``ingest idc``, then
-  ``store.volume`` and the segmentations.
+  ``store.read_volume`` and ``store.read_segmentation`` (``--volume-read xarray``: ``store.volume`` and
+  ``segmentations_by_series``, both with ``chunks=None``).
 * **idr** -- a screen of one plate, ``--idr-images`` wells of one field each, 3 channels x 20 planes x
   ``--idr-size``^2 uint16, on the OMERO.web stand-in, and the same pixels as the plate's NGFF 0.4 OME-Zarr
   (written by ome-zarr-py, one plane per chunk) on a static HTTP server. **Two peers**, each compared with
@@ -38,7 +39,7 @@ The peers live in their own environments (``benchmarks/.venv-<peer>``, built on 
 
     .venv/bin/python benchmarks/bench_peers.py [--archives isic tcia idc idr] [--latency-ms 20 0]
         [--rounds 3] [--isic-images 200] [--series 20] [--slices 16] [--idr-images 10] [--idr-size 256]
-        [--idr-read image|read] [--before TREE]
+        [--idr-read image|read] [--volume-read numpy|xarray] [--before TREE]
 
 ``--before TREE`` adds a third side, archivestore run from another tree (``git archive COMMIT | tar -x
 -C TREE``), in the same rounds: a fix measured against the code before it, under the same load.
@@ -119,7 +120,7 @@ def prepare(kind: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         return {"read": args.idr_read}
     write_dicom(data, args.series, args.slices, segs=kind == "idc")
-    return {"collection": "BENCH-CT" if kind == "tcia" else "bench_ct"}
+    return {"collection": "BENCH-CT" if kind == "tcia" else "bench_ct", "read": args.volume_read}
 
 
 # -- running one side ---------------------------------------------------------------------------
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slices", type=int, default=16)
     p.add_argument("--idr-images", type=int, default=10, help="IDR fields (wells of one field; at most 10)")
     p.add_argument("--idr-size", type=int, default=256, help="IDR image rows = columns (3 channels x 20 planes)")
+    p.add_argument("--volume-read", choices=["numpy", "xarray"], default="numpy",
+                   help="TCIA/IDC: read voxels with store.read_volume/read_segmentation (numpy, the default) "
+                        "or store.volume(uid, chunks=None) / segmentations_by_series(chunks=None) (xarray)")
     p.add_argument("--idr-read", choices=["image", "read"], default="image",
                    help='archivestore reads each IDR image as store.image(id)["image"].values or store.read(id)')
     p.add_argument("--before", type=Path, default=None, metavar="TREE",

@@ -213,10 +213,7 @@ class Store(StoreWriting, StoreSlides):
         rater's ``mask``/``attribute``.
         """
         path = self.layout.masks(image_id, rater if variable in ("mask", "attribute") else GROUND_TRUTH)
-        complete, data = read_if_complete(self.zstore, path, variable)
-        if not complete:
-            raise NotFoundError(f"no complete {path!r} in {self.url}")
-        return self.read_array(path, variable) if data is None else data
+        return self._read_complete(path, variable, repr(path))
 
     def read_array(self, group: str, name: str) -> np.ndarray:
         """The array ``name`` of the group at path ``group`` as numpy (no completeness check)."""
@@ -354,6 +351,24 @@ class Store(StoreWriting, StoreSlides):
         ``chunks``: as :meth:`open_dataset` (default dask; ``None``: no dask, read on access).
         """
         return self._complete(self.layout.segmentation(series_uid), f"segmentation {series_uid!r}", chunks)
+
+    def read_volume(self, series_id: str, variable: str = "volume") -> np.ndarray:
+        """One array of ``series/<id>`` as numpy, straight from zarr (no xarray, no dask), like :meth:`read`.
+
+        The fast path for the voxels in memory: ``volume`` (z, y, x), or ``z``, ``sop_instance_uid``, ...
+        :meth:`volume` gives them with their coordinates and attributes.
+        """
+        return self._read_complete(self.layout.series(series_id), variable, f"volume {series_id!r}")
+
+    def read_segmentation(self, series_uid: str, variable: str = "labels") -> np.ndarray:
+        """One array of ``segmentations/<uid>`` as numpy (``labels``: segment, z, y, x), like :meth:`read_volume`."""
+        return self._read_complete(self.layout.segmentation(series_uid), variable, f"segmentation {series_uid!r}")
+
+    def _read_complete(self, path: str, variable: str, what: str) -> np.ndarray:
+        complete, data = read_if_complete(self.zstore, path, variable)
+        if not complete:
+            raise NotFoundError(f"no complete {what} in {self.url}")
+        return self.read_array(path, variable) if data is None else data
 
     def segmentations_of(self, series_uid: str, chunks: Chunks = "default") -> list[xr.Dataset]:
         """The stored segmentations of a series (found through the ``series_metadata`` table)."""

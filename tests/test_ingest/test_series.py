@@ -87,6 +87,16 @@ def test_volumes_and_segmentations_round_trip(ct, segs, store_url):
     assert all(seg["labels"].chunks is None for seg in segs_eager) and len(segs_eager) == 2
     np.testing.assert_array_equal(store.segmentation(items[0].id, chunks=None)["labels"].values,
                                   store.segmentation(items[0].id)["labels"].values)
+    # numpy straight from zarr, as store.read for images
+    np.testing.assert_array_equal(store.read_volume(uid), reference.array)
+    assert store.read_volume(uid).dtype == reference.array.dtype
+    assert list(store.read_volume(uid, "sop_instance_uid")) == list(reference.sop_instance_uids)
+    np.testing.assert_array_equal(store.read_segmentation(items[0].id),
+                                  read_segmentation(manual, reference).labels)
+    with pytest.raises(KeyError, match="no complete volume"):
+        store.read_volume(items[0].id)  # a SEG's uid names no volume
+    with pytest.raises(KeyError, match="no complete segmentation"):
+        store.read_segmentation(uid)
 
 
 def test_a_volume_reads_without_dask(ct, tmp_path):
@@ -101,6 +111,11 @@ def test_a_volume_reads_without_dask(ct, tmp_path):
     code = ("import sys\nfrom archivestore import open_store\n"
             f"v = open_store({path!r}).volume({item.id!r}, chunks=None)['volume'].values\n"
             "print(v.shape, sorted(set(sys.modules) & {'dask.array', 'distributed'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == f"{read_series(ct)[0].array.shape} []"
+    code = ("import sys\nfrom archivestore import open_store\n"  # read_volume: not even xarray
+            f"v = open_store({path!r}).read_volume({item.id!r})\n"
+            "print(v.shape, sorted(set(sys.modules) & {'xarray', 'pandas', 'dask.array', 'distributed'}))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == f"{read_series(ct)[0].array.shape} []"
 

@@ -115,11 +115,14 @@ def prepare(kind: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
         (data / "isic.json").write_text(json.dumps({"records": args.isic_images * 4 // 3 + 4,
                                                     "shape": args.isic_shape}))
         return {"query": ISIC_QUERY, "limit": args.isic_images}
-    if kind == "idr":  # in a process of its own: a spawned side's peak memory starts at this process's
+    # the data are written in a process of their own: a spawned side's peak memory starts at this process's RSS
+    if kind == "idr":
         code = f"from _peer_servers import write_idr; write_idr({str(data)!r}, {args.idr_images}, {args.idr_size})"
         subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         return {"read": args.idr_read}
-    write_dicom(data, args.series, args.slices, segs=kind == "idc")
+    code = f"from bench_peers import write_dicom; from pathlib import Path; " \
+           f"write_dicom(Path({str(data)!r}), {args.series}, {args.slices}, segs={kind == 'idc'})"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return {"collection": "BENCH-CT" if kind == "tcia" else "bench_ct", "read": args.volume_read}
 
 

@@ -173,20 +173,21 @@ def stored_volume(store: Store, source: str, instances: frozenset[str]) -> tuple
     if first and first.get("complete"):
         candidates = [f"{source}_part{k}" for k in range(1, int(first["parts"]) + 1)]
     for vid in candidates:  # read with zarr alone: the ingest never imports xarray for a grid
-        path = store.layout.series(vid)
-        if not (store.group_state(path) or {}).get("complete"):
+        try:
+            uids = tuple(str(u) for u in store.read_volume(vid, "sop_instance_uid"))
+        except NotFoundError:  # absent or incomplete
             continue
-        group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
-        uids = tuple(str(u) for u in store.read_array(path, "sop_instance_uid"))
         if instances <= set(uids):
+            path = store.layout.series(vid)
+            group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
             attrs: dict[str, Any] = dict(group.attrs)
-            frames = (tuple(int(f) for f in store.read_array(path, "frame_number")) if "frame_number" in group
+            frames = (tuple(int(f) for f in store.read_volume(vid, "frame_number")) if "frame_number" in group
                       else None)
             voxels = zarr.open_array(store.zstore, path=f"{path}/volume", mode="r", zarr_format=3)
             shape = tuple(int(n) for n in voxels.shape)
             return vid, Volume(
                 array=np.broadcast_to(np.zeros((), voxels.dtype), shape),  # the grid, not the voxels
-                z=store.read_array(path, "z"), y=store.read_array(path, "y"), x=store.read_array(path, "x"),
+                z=store.read_volume(vid, "z"), y=store.read_volume(vid, "y"), x=store.read_volume(vid, "x"),
                 sop_instance_uids=uids, frame_numbers=frames, affine=np.asarray(attrs["affine"]),
                 spacing=tuple(attrs["spacing"]), orientation=tuple(attrs["orientation"]),
                 positions=np.zeros((shape[0], 3)), uniform_spacing=bool(attrs["uniform_spacing"]), header={},
